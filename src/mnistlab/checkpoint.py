@@ -1,0 +1,148 @@
+"""Checkpoints: safetensors weights plus a JSON file. Nothing here ever unpickles.
+
+A checkpoint ``STEM`` is ``STEM.safetensors`` (the model's tensors) and ``STEM.json``
+(model name and kwargs, dataset, normalisation, class names, the train config,
+metrics, versions and the weights' SHA-256). A resumable checkpoint adds
+``STEM.state.safetensors``: optimiser tensors and the RNG state. The JSON is
+written last and names the hashes of the others, so a save cut short is detected
+on load rather than half-used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from ._io import atomic_write, atomic_write_json
+from .errors import MnistlabError
+from .models import ModelMeta, create_model
+
+__all__ = ["CheckpointError", "load_checkpoint", "read_checkpoint_json", "save_checkpoint"]
+
+FORMAT = "mnistlab-checkpoint"
+
+
+class CheckpointError(MnistlabError):
+    pass
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
+    # safetensors wants contiguous CPU tensors that share no storage
+    flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
+    atomic_write(path, lambda p: save_file(flat, str(p)))
+    return _sha256(path)
+
+
+def save_checkpoint(
+    stem: str | os.PathLike,
+    model: nn.Module,
+    info: dict | None = None,
+    state: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """Write ``stem.safetensors`` (+ ``stem.state.safetensors``), then ``stem.json``.
+
+    ``info`` is merged into the JSON (config, metrics, dataset, resume position ...).
+    """
+    stem = Path(stem)
+    meta: ModelMeta = model.meta
+    weights = stem.with_suffix(".safetensors")
+    doc = {
+        "format": FORMAT,
+        "format_version": 1,
+        "model": meta.to_dict(),
+        "weights": weights.name,
+        "weights_sha256": _save_tensors(weights, model.state_dict()),
+        "mnistlab_version": __version__,
+        "torch_version": torch.__version__,
+        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    if state is not None:
+        state_path = stem.with_suffix(".state.safetensors")
+        doc["state"] = state_path.name
+        doc["state_sha256"] = _save_tensors(state_path, state)
+    doc.update(info or {})
+    return atomic_write_json(stem.with_suffix(".json"), doc)
+
+
+def _json_path(path: str | os.PathLike) -> Path:
+    """Accept a run folder (its best checkpoint), a STEM, STEM.json or STEM.safetensors."""
+    p = Path(path)
+    if p.is_dir():
+        p = p / "best.json"
+    elif p.suffix == ".safetensors":
+        p = p.with_suffix("")  # STEM or STEM.state
+        p = (p.with_suffix("") if p.suffix == ".state" else p).with_suffix(".json")
+    elif p.suffix != ".json":
+        p = p.with_suffix(".json")
+    return p
+
+
+def read_checkpoint_json(path: str | os.PathLike) -> tuple[dict, Path]:
+    jp = _json_path(path)
+    if not jp.is_file():
+        raise CheckpointError(
+            f"no checkpoint at {path} ({jp.name} not found); pass a run folder from "
+            "`mnistlab train` or a .json/.safetensors checkpoint"
+        )
+    try:
+        doc = json.loads(jp.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{jp}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise CheckpointError(f"{jp}: not an mnistlab checkpoint")
+    return doc, jp
+
+
+def _load_tensors(path: Path, sha: str | None) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
+    if sha and _sha256(path) != sha:
+        raise CheckpointError(
+            f"{path}: does not match its JSON (hash differs); it was changed or only partly saved"
+        )
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+def load_checkpoint(
+    path: str | os.PathLike, device: torch.device | str = "cpu", with_state: bool = False
+):
+    """Rebuild the model from a checkpoint: returns ``(model, doc)`` or, with
+    ``with_state``, ``(model, doc, state_tensors)``. The model is in eval mode."""
+    doc, jp = read_checkpoint_json(path)
+    meta = ModelMeta.from_dict(doc["model"])
+    model = create_model(
+        meta.name, mean=meta.mean, std=meta.std, class_names=meta.class_names, **meta.kwargs
+    )
+    tensors = _load_tensors(jp.parent / doc["weights"], doc.get("weights_sha256"))
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise CheckpointError(f"{jp}: weights do not fit model {meta.name!r} ({first})") from None
+    model.to(device).eval()
+    if not with_state:
+        return model, doc
+    if "state" not in doc:
+        raise CheckpointError(f"{jp}: holds no training state to resume from")
+    state = _load_tensors(jp.parent / doc["state"], doc.get("state_sha256"))
+    return model, doc, state

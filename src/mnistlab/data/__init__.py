@@ -1,0 +1,39 @@
+"""Datasets: IDX files, the dataset registry, downloads and the device-resident loader."""
+
+from .datasets import (
+    DATASETS,
+    DatasetInfo,
+    DatasetNotFound,
+    candidate_dirs,
+    find_dataset_dir,
+    get_dataset,
+    list_datasets,
+    load_arrays,
+    verify_dir,
+)
+from .download import DownloadError, download_dataset, mirrors_for
+from .idx import IdxError, decode_idx, read_idx, write_idx
+from .loader import DeviceLoader, MnistData, load_data, normalize
+
+__all__ = [
+    "DATASETS",
+    "DatasetInfo",
+    "DatasetNotFound",
+    "DeviceLoader",
+    "DownloadError",
+    "IdxError",
+    "MnistData",
+    "candidate_dirs",
+    "decode_idx",
+    "download_dataset",
+    "find_dataset_dir",
+    "get_dataset",
+    "list_datasets",
+    "load_arrays",
+    "load_data",
+    "mirrors_for",
+    "normalize",
+    "read_idx",
+    "verify_dir",
+    "write_idx",
+]

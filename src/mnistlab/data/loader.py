@@ -1,0 +1,143 @@
+"""Device-resident data, in the style of airbench.
+
+A whole split lives on the device as one uint8 tensor ``(N, 1, 28, 28)``; a batch is
+an index into it, taken from a permutation seeded by (seed, epoch), and is
+normalised on the fly. There are no worker processes and no per-sample Python,
+and an epoch's order can be recreated exactly, which is what makes resuming in the
+middle of an epoch land where an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import UsageError
+from .datasets import DatasetInfo, get_dataset, load_arrays
+
+__all__ = ["DeviceLoader", "MnistData", "load_data", "normalize"]
+
+Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+
+
+def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """uint8 pixels (0-255) -> float32 ``(x/255 - mean) / std`` in one fused pass."""
+    scale = 1.0 / (255.0 * std)
+    return images.to(torch.float32).mul_(scale).sub_(mean / std)
+
+
+@dataclass
+class MnistData:
+    info: DatasetInfo
+    train: tuple[torch.Tensor, torch.Tensor]  # uint8 (N, 1, 28, 28), int64 (N,)
+    val: tuple[torch.Tensor, torch.Tensor] | None
+    test: tuple[torch.Tensor, torch.Tensor]
+
+
+def load_data(
+    dataset: str = "mnist",
+    data_dir: str | os.PathLike | None = None,
+    device: torch.device | str = "cpu",
+    val_size: int = 5000,
+    seed: int = 0,
+    train_subset: int | None = None,
+) -> MnistData:
+    """Load train/val/test onto ``device``; ``val_size`` images are held out of train.
+
+    The validation indices come from a permutation seeded by ``seed``, so the same
+    seed always holds out the same images. ``train_subset`` keeps the first N of
+    what remains (after the seeded shuffle), for quick or seed-faithful small runs.
+    """
+    info = get_dataset(dataset)
+    x_tr, y_tr = _to_tensors(*load_arrays(dataset, "train", data_dir), device)
+    x_te, y_te = _to_tensors(*load_arrays(dataset, "test", data_dir), device)
+    n = len(x_tr)
+    if not 0 <= val_size < n:
+        raise UsageError(f"--val-size must be between 0 and {n - 1}, got {val_size}")
+    val = None
+    if val_size or train_subset:
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
+        val_idx, tr_idx = perm[:val_size], perm[val_size:]
+        if train_subset:
+            if train_subset < 1:
+                raise UsageError(f"--train-subset must be positive, got {train_subset}")
+            tr_idx = tr_idx[:train_subset]
+        if val_size:
+            val = (x_tr[val_idx], y_tr[val_idx])
+        x_tr, y_tr = x_tr[tr_idx], y_tr[tr_idx]
+    return MnistData(info, (x_tr, y_tr), val, (x_te, y_te))
+
+
+def _to_tensors(images, labels, device) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.from_numpy(images.copy()).unsqueeze(1).to(device)  # (N, 1, 28, 28) uint8
+    y = torch.from_numpy(labels.astype("int64")).to(device)  # (N,)
+    return x, y
+
+
+class DeviceLoader:
+    """Batches ``(x_normalised, y)`` from tensors already on the device.
+
+    ``batches(epoch, start)`` yields the epoch's batches from number ``start`` on;
+    the order depends only on ``(seed, epoch)``.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        mean: float,
+        std: float,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        max_batches: int | None = None,
+        augment: Augment | None = None,
+    ):
+        if batch_size < 1:
+            raise UsageError(f"batch size must be at least 1, got {batch_size}")
+        self.images, self.labels = images, labels
+        self.batch_size, self.mean, self.std = batch_size, mean, std
+        self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
+        self.max_batches, self.augment = max_batches, augment
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        full = n // self.batch_size
+        count = full if self.drop_last or n % self.batch_size == 0 else full + 1
+        if self.drop_last and full == 0:
+            count = 1  # a dataset smaller than one batch still trains on what it has
+        return min(count, self.max_batches) if self.max_batches else count
+
+    def _generator(self, epoch: int) -> torch.Generator:
+        # Distinct, reproducible stream per (seed, epoch); large odd multiplier avoids
+        # (seed, epoch) pairs that would collide under a plain sum.
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+
+    def batches(
+        self, epoch: int = 0, start: int = 0
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        n, bs = len(self.images), self.batch_size
+        gen = self._generator(epoch)
+        order = torch.randperm(n, generator=gen).to(self.images.device) if self.shuffle else None
+        for b in range(start, len(self)):
+            sl = slice(b * bs, min((b + 1) * bs, n))
+            if order is None:
+                x, y = self.images[sl], self.labels[sl]
+            else:
+                idx = order[sl]
+                x, y = self.images[idx], self.labels[idx]
+            x = normalize(x, self.mean, self.std)  # (B, 1, 28, 28) float32
+            if self.augment is not None:
+                # per-batch stream, so a resumed epoch augments batch b exactly as before
+                aug_gen = torch.Generator().manual_seed(
+                    (self.seed * 1_000_003 + epoch) * 100_003 + b
+                )
+                x = self.augment(x, aug_gen)
+            yield x, y
+
+    def __iter__(self):
+        return self.batches(0)

@@ -1,0 +1,48 @@
+"""Small convolutional networks: seed 000's CNN and mnistlab's fast default."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from ._registry import register_model
+
+
+@register_model("cnn", source="seed 000: two 5x5 conv layers (10, 20 channels), fc 320-50-10")
+def cnn(num_classes: int = 10) -> nn.Module:
+    """Seed 000's CNN: conv 10@5x5, pool, conv 20@5x5, pool, fc 320-50-10 (21,840 parameters).
+
+    As in the seed, there is no activation between the two linear layers.
+    """
+    return nn.Sequential(
+        nn.Conv2d(1, 10, 5),  # (N, 10, 24, 24)
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (N, 10, 12, 12)
+        nn.Conv2d(10, 20, 5),  # (N, 20, 8, 8)
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (N, 20, 4, 4)
+        nn.Flatten(),  # (N, 320)
+        nn.Linear(320, 50),
+        nn.Linear(50, num_classes),
+    )
+
+
+def _conv_bn(c_in: int, c_out: int, k: int) -> list[nn.Module]:
+    # The bias is redundant before BatchNorm, which has its own shift.
+    return [nn.Conv2d(c_in, c_out, k, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+
+
+@register_model("fast", source="mnistlab: the default recipe's network, tuned for time to 99%")
+def fast(num_classes: int = 10, width: int = 32) -> nn.Module:
+    """Two conv-BN-ReLU-pool stages and one linear layer (62,442 parameters at width 32).
+
+    BatchNorm lets Adam with a one-cycle schedule use a high learning rate, which is
+    what gets past 99% test accuracy in two epochs on a laptop CPU.
+    """
+    return nn.Sequential(
+        *_conv_bn(1, width, 5),  # (N, 32, 24, 24)
+        nn.MaxPool2d(2),  # (N, 32, 12, 12)
+        *_conv_bn(width, 2 * width, 5),  # (N, 64, 8, 8)
+        nn.MaxPool2d(2),  # (N, 64, 4, 4)
+        nn.Flatten(),  # (N, 1024)
+        nn.Linear(16 * 2 * width, num_classes),
+    )

@@ -1,0 +1,104 @@
+"""Pictures: training curves and sample grids, written atomically as PNG."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ._io import atomic_write
+
+__all__ = ["plot_curves", "plot_samples"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str | os.PathLike) -> Path:
+    plt = _plt()
+    try:
+        return atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=110))
+    finally:
+        plt.close(fig)
+
+
+def plot_curves(
+    history: list[dict], records: list[dict], path: str | os.PathLike, steps_per_epoch: int
+) -> Path:
+    """Loss and accuracy per epoch (train/val/test), with the logged step losses behind."""
+    plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [h["epoch"] for h in history]
+    steps = [r for r in records if r.get("type") == "step"]
+    if steps:
+        # place step logs on the epoch axis: epoch e's step s is at e - 1 + s/steps
+        xs = [r["epoch"] - 1 + r["step"] / steps_per_epoch for r in steps]
+        ax_loss.plot(
+            xs, [r["loss"] for r in steps], color="0.75", lw=1, label="train (logged steps)"
+        )
+        ax_acc.plot(
+            xs, [100 * r["acc"] for r in steps], color="0.75", lw=1, label="train (logged steps)"
+        )
+    styles = {"train": ("C0", "o"), "val": ("C1", "s"), "test": ("C2", "^")}
+    for split, (color, marker) in styles.items():
+        if history and f"{split}_loss" in history[0]:
+            ax_loss.plot(
+                epochs,
+                [h[f"{split}_loss"] for h in history],
+                color=color,
+                marker=marker,
+                label=split,
+            )
+            ax_acc.plot(
+                epochs,
+                [100 * h[f"{split}_acc"] for h in history],
+                color=color,
+                marker=marker,
+                label=split,
+            )
+    ax_loss.set(title="Loss", xlabel="epoch", ylabel="loss")
+    ax_acc.set(title="Accuracy", xlabel="epoch", ylabel="accuracy (%)")
+    if history:
+        accs = [100 * h[k] for h in history for k in ("train_acc", "val_acc", "test_acc") if k in h]
+        ax_acc.set_ylim(max(0.0, min(accs) - 1.0), 100.0)
+    for ax in (ax_loss, ax_acc):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_samples(
+    images: np.ndarray,
+    labels: np.ndarray,
+    class_names: tuple[str, ...] | list[str],
+    path: str | os.PathLike,
+    title: str = "",
+    cols: int = 8,
+) -> Path:
+    """A grid of uint8 ``(N, 28, 28)`` images with their class names as titles."""
+    plt = _plt()
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows + (0.4 if title else 0)))
+    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            ax.set_title(str(class_names[int(labels[i])]), fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

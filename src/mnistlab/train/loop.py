@@ -1,0 +1,175 @@
+"""The training loop as plain functions: ``train_one_epoch``, ``evaluate``.
+
+They take explicit values, not a config object, so they can be reused from a
+notebook or a benchmark. ``fit`` (in ``fit.py``) wires them to a run folder.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ..data.loader import DeviceLoader, normalize
+from .optim import LossFn
+
+__all__ = ["EpochPosition", "StopFlag", "evaluate", "train_one_epoch"]
+
+
+@dataclass
+class EpochPosition:
+    """Where an epoch stands; enough to resume it exactly, running sums included."""
+
+    epoch: int
+    step: int = 0  # batches done in this epoch
+    loss_sum: float = 0.0  # sum over seen images of the per-image loss
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0  # training time, evaluation excluded
+
+
+class StopFlag:
+    """Turns the first Ctrl-C into a request to stop after the current step.
+
+    Stopping between steps leaves the weights and the optimiser consistent, so the
+    state saved on the way out resumes exactly. A second Ctrl-C interrupts at once.
+    """
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        try:
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not in the main thread: leave Ctrl-C alone
+            self._previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DeviceLoader,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    epoch: int,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    position: EpochPosition | None = None,
+    log_every: int = 0,
+    on_log: Callable[[dict], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    stop: StopFlag | None = None,
+) -> EpochPosition:
+    """Train over ``loader``'s batches for ``epoch``, from ``position.step`` on if given.
+
+    Every ``log_every`` steps ``on_log`` gets the running loss and accuracy since the
+    last log. Returns the position reached: the whole epoch, or fewer steps if
+    ``stop`` was requested.
+    """
+    pos = position or EpochPosition(epoch)
+    model.train()
+    # running sums stay on the device: reading them back every step would sync a GPU
+    dev = loader.images.device
+    loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
+    correct = torch.zeros((), device=dev, dtype=torch.int64)
+    seen = 0
+    win_loss, win_correct, win_seen = loss_sum.clone(), correct.clone(), 0
+    t0 = time.perf_counter()
+    for x, y in loader.batches(epoch, start=pos.step):
+        logits = model(x)
+        loss = loss_fn(logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        with torch.no_grad():
+            b_loss = loss.detach().double() * len(y)
+            b_correct = (logits.argmax(1) == y).sum()
+        loss_sum += b_loss
+        correct += b_correct
+        win_loss += b_loss
+        win_correct += b_correct
+        seen += len(y)
+        win_seen += len(y)
+        pos.step += 1
+        if on_step:
+            on_step(pos.step)
+        if log_every and on_log and pos.step % log_every == 0:
+            on_log(
+                {
+                    "type": "step",
+                    "epoch": epoch,
+                    "step": pos.step,
+                    "loss": win_loss.item() / win_seen,
+                    "acc": win_correct.item() / win_seen,
+                    "lr": optimizer.param_groups[0]["lr"],
+                }
+            )
+            win_loss.zero_()
+            win_correct.zero_()
+            win_seen = 0
+        if stop is not None and stop.requested:
+            break
+    pos.loss_sum += loss_sum.item()
+    pos.correct += int(correct.item())
+    pos.seen += seen
+    pos.seconds += time.perf_counter() - t0
+    return pos
+
+
+@torch.inference_mode()
+def evaluate(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    mean: float,
+    std: float,
+    loss_fn: LossFn,
+    batch_size: int = 1000,
+    num_classes: int = 10,
+    return_predictions: bool = False,
+) -> dict:
+    """Loss, accuracy and the confusion matrix of ``model`` on uint8 ``images``.
+
+    ``confusion[i, j]`` counts images of true class i predicted as j.
+    """
+    was_training = model.training
+    model.eval()
+    n = len(images)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=images.device)
+    preds = torch.empty(n, dtype=torch.int64, device=images.device)
+    for i in range(0, n, batch_size):
+        x = normalize(images[i : i + batch_size], mean, std)  # (B, 1, 28, 28)
+        logits = model(x)
+        y = labels[i : i + batch_size]
+        loss_sum += loss_fn(logits, y).double() * len(y)
+        preds[i : i + batch_size] = logits.argmax(1)
+    model.train(was_training)
+    confusion = torch.bincount(labels * num_classes + preds, minlength=num_classes**2)
+    confusion = confusion.reshape(num_classes, num_classes).cpu()
+    correct = int(confusion.diag().sum())
+    out = {
+        "loss": loss_sum.item() / max(n, 1),
+        "acc": correct / max(n, 1),
+        "correct": correct,
+        "n": n,
+        "confusion": confusion,
+    }
+    if return_predictions:
+        out["predictions"] = preds.cpu()
+    return out

@@ -1,0 +1,68 @@
+"""Optimisers, losses and learning-rate schedules by name."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["make_loss", "make_optimizer", "make_scheduler"]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def make_optimizer(
+    name: str, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
+) -> torch.optim.Optimizer:
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "adadelta":
+        return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}")
+
+
+def make_loss(name: str, label_smoothing: float = 0.0, num_classes: int = 10) -> LossFn:
+    """Cross-entropy on logits, or MSE between softmax-free logits and one-hot targets.
+
+    MSE compares the raw outputs with one-hot vectors, as seed 002 does; the
+    prediction is still the arg-max of the outputs.
+    """
+    if name == "ce":
+        return lambda logits, y: F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+    if name == "mse":
+        return lambda logits, y: F.mse_loss(logits, F.one_hot(y, num_classes).to(logits.dtype))
+    raise ValueError(f"unknown loss {name!r}")
+
+
+def make_scheduler(
+    name: str,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    steps_per_epoch: int,
+    step_size: int = 1,
+    gamma: float = 0.7,
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """A scheduler stepped once per *batch*; step and cosine are expressed in batches too."""
+    total = epochs * steps_per_epoch
+    if name == "none":
+        return None
+    if name == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size * steps_per_epoch, gamma)
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    if name == "onecycle":
+        max_lr = [g["lr"] for g in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=max_lr, total_steps=total, pct_start=0.25
+        )
+    raise ValueError(f"unknown schedule {name!r}")
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,62 @@
+"""Training state to and from safetensors + JSON: optimiser, scheduler and RNG.
+
+``torch.save`` would pickle all of this; we keep tensors in safetensors and the
+rest (param groups, scheduler counters) in JSON, so resuming never unpickles.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["capture_state", "restore_state"]
+
+
+def capture_state(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Return (tensors for safetensors, JSON-able dict)."""
+    sd = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    scalars: dict[str, object] = {}
+    for pid, per_param in sd["state"].items():
+        for key, value in per_param.items():
+            if torch.is_tensor(value):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                scalars[f"{pid}.{key}"] = value
+    doc = {
+        "param_groups": sd["param_groups"],
+        "optim_scalars": scalars,
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+    }
+    return tensors, doc
+
+
+def restore_state(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    tensors: dict[str, torch.Tensor],
+    doc: dict,
+) -> None:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optim."):
+            _, pid, key = name.split(".", 2)
+            state.setdefault(int(pid), {})[key] = value
+    for name, value in doc["optim_scalars"].items():
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    groups = doc["param_groups"]
+    for g in groups:  # JSON turned tuples such as Adam's betas into lists
+        for k, v in g.items():
+            if isinstance(v, list) and k != "params":
+                g[k] = tuple(v)
+    optimizer.load_state_dict({"state": state, "param_groups": groups})
+    if scheduler is not None and doc.get("scheduler") is not None:
+        scheduler.load_state_dict(doc["scheduler"])
+    torch.set_rng_state(tensors["rng.cpu"])
+    if "rng.cuda" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["rng.cuda"])
