@@ -244,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     except click_exc.UsageError as e:
         hint = f" (see `{e.ctx.command_path} --help`)" if e.ctx else ""
         return _fail(f"{e.format_message()}{hint}", 2)
-    except click_exc.Exit as e:
+    except click_exc.ClickException as e:
+        return _fail(e.format_message(), e.exit_code)
+    except typer.Exit as e:
         return e.exit_code
-    except (click_exc.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         return _fail("interrupted", 130)
     except MnistlabError as e:
         return _fail(str(e), e.exit_code)

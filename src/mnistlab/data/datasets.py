@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MnistlabError
+from ..errors import MnistlabError, UsageError
 from .idx import IdxError, decode_idx, read_idx_bytes
 
 __all__ = [
@@ -162,7 +162,7 @@ def get_dataset(name: str) -> DatasetInfo:
     try:
         return DATASETS[name]
     except KeyError:
-        raise MnistlabError(
+        raise UsageError(
             f"unknown dataset {name!r}; choose one of: {', '.join(list_datasets())}"
         ) from None
 
@@ -255,7 +255,7 @@ def load_arrays(
     """(images uint8 (N, 28, 28), labels uint8 (N,)) for one split, checked by content."""
     info = get_dataset(name)
     if split not in SPLITS:
-        raise MnistlabError(f"unknown split {split!r}; choose train or test")
+        raise UsageError(f"unknown split {split!r}; choose train or test")
     folder = find_dataset_dir(name, data_dir)
     if folder is None:
         raise DatasetNotFound(missing_message(info, data_dir))

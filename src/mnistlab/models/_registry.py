@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
-from ..errors import MnistlabError
+from ..errors import MnistlabError, UsageError
 
 __all__ = ["ModelMeta", "create_model", "list_models", "model_entry", "register_model"]
 
@@ -87,7 +87,7 @@ def model_entry(name: str) -> ModelEntry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise MnistlabError(
+        raise UsageError(
             f"unknown model {name!r}; choose one of: {', '.join(list_models())} "
             "(see `mnistlab models`)"
         ) from None

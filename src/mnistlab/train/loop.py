@@ -30,6 +30,10 @@ class EpochPosition:
     correct: int = 0
     seen: int = 0
     seconds: float = 0.0  # training time, evaluation excluded
+    # the same sums since the last step log, so logs after a resume match too
+    win_loss_sum: float = 0.0
+    win_correct: int = 0
+    win_seen: int = 0
 
 
 class StopFlag:
@@ -87,7 +91,9 @@ def train_one_epoch(
     loss_sum = torch.zeros((), device=dev, dtype=torch.float64)
     correct = torch.zeros((), device=dev, dtype=torch.int64)
     seen = 0
-    win_loss, win_correct, win_seen = loss_sum.clone(), correct.clone(), 0
+    win_loss = torch.full_like(loss_sum, pos.win_loss_sum)
+    win_correct = torch.full_like(correct, pos.win_correct)
+    win_seen = pos.win_seen
     t0 = time.perf_counter()
     for x, y in loader.batches(epoch, start=pos.step):
         logits = model(x)
@@ -128,6 +134,7 @@ def train_one_epoch(
     pos.loss_sum += loss_sum.item()
     pos.correct += int(correct.item())
     pos.seen += seen
+    pos.win_loss_sum, pos.win_correct, pos.win_seen = win_loss.item(), int(win_correct), win_seen
     pos.seconds += time.perf_counter() - t0
     return pos
 

@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh clone:
+#   make train   set up .venv, then train the default model and write its run folder
+#   make test    set up .venv, then lint and run the test suite
+PYTHON ?= python3
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Use the project's copy of MNIST when it sits beside the checkout (../shared),
+# unless MNISTLAB_DATA already says where the data is.
+SHARED_MNIST := $(abspath ../shared/data/mnist)
+ifeq ($(MNISTLAB_DATA),)
+ifneq ($(wildcard $(SHARED_MNIST)/train-images-idx3-ubyte.gz),)
+export MNISTLAB_DATA := $(SHARED_MNIST)
+endif
+endif
+
+.PHONY: setup train test lint format clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(BIN)/mnistlab train $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/pytest -q $(ARGS)
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

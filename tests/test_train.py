@@ -1,0 +1,224 @@
+"""Training: losses against hand-computed values, schedules, determinism,
+checkpoints and resuming after a real Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from mnistlab import TrainConfig, create_model, fit, load_checkpoint, save_checkpoint
+from mnistlab.checkpoint import CheckpointError
+from mnistlab.errors import UsageError
+from mnistlab.train import evaluate, make_loss, read_metrics
+
+SMALL = dict(model="cnn", train_subset=2048, val_size=512, batch_size=64, log_every=8)
+
+
+def _strip_times(records):
+    return [{k: v for k, v in r.items() if "seconds" not in k} for r in records]
+
+
+# --- losses -----------------------------------------------------------------
+
+
+def test_mse_on_one_hot_matches_hand_computation():
+    logits = torch.tensor([[0.5, 0.0, 0.0], [0.0, 2.0, 1.0]])
+    y = torch.tensor([0, 2])
+    # one-hot targets [1,0,0] and [0,0,1]; squared errors: 0.25,0,0 and 0,4,0 -> 4.25 / 6
+    assert make_loss("mse", num_classes=3)(logits, y).item() == pytest.approx(4.25 / 6)
+
+
+def test_cross_entropy_with_label_smoothing_matches_hand_computation():
+    logits = torch.tensor([[2.0, 0.0]])
+    y = torch.tensor([0])
+    logp = [2 - math.log(math.exp(2) + 1), -math.log(math.exp(2) + 1)]
+    # smoothing 0.2 over 2 classes: target (0.9, 0.1)
+    expected = -(0.9 * logp[0] + 0.1 * logp[1])
+    assert make_loss("ce", 0.2, 2)(logits, y).item() == pytest.approx(expected, rel=1e-6)
+
+
+# --- config -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "field,value,flag",
+    [
+        ("epochs", 0, "--epochs"),
+        ("lr", 0.0, "--lr"),
+        ("lr", -1.0, "--lr"),
+        ("batch_size", 0, "--batch-size"),
+        ("optimizer", "rmsprop", "--optimizer"),
+        ("schedule", "linear", "--schedule"),
+        ("loss", "hinge", "--loss"),
+        ("momentum", 1.5, "--momentum"),
+    ],
+)
+def test_bad_config_values_are_usage_errors(field, value, flag):
+    with pytest.raises(UsageError, match=flag):
+        TrainConfig(**{field: value}).validate()
+
+
+# --- fit --------------------------------------------------------------------
+
+
+def test_same_seed_same_metrics_and_different_seed_differs(tmp_path):
+    runs = [
+        fit(TrainConfig(**SMALL, epochs=1, seed=s, out_dir=str(tmp_path), run_name=f"r{i}"))
+        for i, s in enumerate([3, 3, 4])
+    ]
+    a, b, c = (_strip_times(read_metrics(r.run_dir)) for r in runs)
+    assert a == b
+    assert a != c
+    assert len([r for r in a if r["type"] == "step"]) == 2048 // 64 // 8
+
+
+@pytest.mark.parametrize(
+    "optimizer,schedule,loss,lr",
+    [
+        ("sgd", "step", "ce", 0.05),
+        ("adam", "cosine", "ce", 3e-3),
+        ("adamw", "onecycle", "ce", 5e-3),
+        ("adadelta", "none", "ce", 1.0),
+        ("sgd", "none", "mse", 0.05),
+    ],
+)
+def test_each_optimizer_schedule_and_loss_learns(tmp_path, optimizer, schedule, loss, lr):
+    cfg = TrainConfig(
+        **SMALL, epochs=2, optimizer=optimizer, schedule=schedule, loss=loss, lr=lr,
+        gamma=0.5, out_dir=str(tmp_path),
+    )  # fmt: skip
+    result = fit(cfg)
+    first, last = result.history
+    assert last["train_loss"] < first["train_loss"]
+    assert last["val_acc"] > 0.8  # 10% is chance
+    if schedule == "step":  # decayed once per epoch, read after the epoch's last step
+        assert first["lr"] == pytest.approx(lr * 0.5)
+        assert last["lr"] == pytest.approx(lr * 0.25)
+    elif schedule == "none":
+        assert last["lr"] == lr
+    else:  # cosine and one-cycle anneal to (almost) zero
+        assert last["lr"] < lr * 1e-2
+
+
+def test_best_checkpoint_is_selected_on_validation_and_reloads(tmp_path, mnist):
+    result = fit(TrainConfig(**SMALL, epochs=2, lr=0.02, out_dir=str(tmp_path)))
+    run = result.run_dir
+    names = ["config.json", "metrics.jsonl", "best.json", "best.safetensors", "last.json"]
+    for name in [*names, "last.safetensors", "last.state.safetensors", "curves.png"]:
+        assert (run / name).is_file(), name
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best_val = max(h["val_acc"] for h in result.history)
+    assert result.best["val_acc"] == best_val
+    model, doc = load_checkpoint(run)
+    assert doc["metrics"]["val_acc"] == best_val
+    assert doc["dataset"] == "mnist" and doc["config"]["model"] == "cnn"
+    assert doc["torch_version"] == torch.__version__ and doc["mnistlab_version"]
+    # the reloaded weights give exactly the test accuracy recorded at save time
+    ev = evaluate(model, *mnist.test, 0.1307, 0.3081, make_loss("ce"))
+    assert ev["acc"] == doc["metrics"]["test_acc"]
+    assert json.loads((run / "config.json").read_text()) == result_config(run)
+
+
+def result_config(run: Path) -> dict:
+    return json.loads((run / "last.json").read_text())["config"]
+
+
+# --- checkpoints ------------------------------------------------------------
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+    torch.manual_seed(1)
+    model = create_model("fast", width=4, mean=0.2, std=0.4, class_names=list("ABCDEFGHIJ"))
+    model(torch.randn(8, 1, 28, 28))  # move the BatchNorm running stats off their defaults
+    model.eval()
+    path = save_checkpoint(tmp_path / "ck", model, {"metrics": {"test_acc": 0.5}})
+    assert path == tmp_path / "ck.json"
+    loaded, doc = load_checkpoint(tmp_path / "ck.safetensors")
+    assert loaded.meta == model.meta
+    for k, v in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[k], v), k
+    x = torch.randn(5, 1, 28, 28)
+    assert torch.equal(loaded(x), model(x))
+    assert doc["metrics"] == {"test_acc": 0.5}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.json", "ck.safetensors"]
+
+
+def test_tampered_or_foreign_checkpoints_are_refused(tmp_path):
+    model = create_model("cnn")
+    save_checkpoint(tmp_path / "ck", model)
+    weights = tmp_path / "ck.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_checkpoint(tmp_path / "ck.json")
+    (tmp_path / "other.json").write_text('{"hello": 1}')
+    with pytest.raises(CheckpointError, match="not an mnistlab checkpoint"):
+        load_checkpoint(tmp_path / "other.json")
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path / "missing")
+    # a pickle posing as weights is never unpickled, only refused
+    save_checkpoint(tmp_path / "p", model)
+    torch.save(model.state_dict(), tmp_path / "p.safetensors")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "p.json")
+
+
+# --- Ctrl-C and --resume ----------------------------------------------------
+
+TRAIN = [
+    sys.executable, "-m", "mnistlab", "train", "--model", "cnn", "--epochs", "2",
+    "--train-subset", "6000", "--val-size", "1000", "--batch-size", "32", "--log-every", "5",
+    "--threads", "1", "--optimizer", "sgd", "--lr", "0.05", "--schedule", "onecycle",
+]  # fmt: skip
+
+
+def _run(args, **kw):
+    return subprocess.run(args, capture_output=True, text=True, timeout=300, **kw)
+
+
+def test_ctrl_c_saves_state_and_resume_ends_where_an_uninterrupted_run_would(tmp_path):
+    out = str(tmp_path)
+    ref = _run([*TRAIN, "--out-dir", out, "--name", "ref"])
+    assert ref.returncode == 0, ref.stderr
+
+    proc = subprocess.Popen(
+        [*TRAIN, "--out-dir", out, "--name", "cut"], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    metrics = tmp_path / "cut" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    # interrupt in the middle of the first epoch, once a few steps are logged
+    while time.monotonic() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "mnistlab train --resume" in stdout
+    resume = json.loads((tmp_path / "cut" / "last.json").read_text())["resume"]
+    assert not resume["done"] and (resume["epoch"], resume["step"]) > (1, 0)
+
+    again = _run([*TRAIN[:4], "--resume", str(tmp_path / "cut"), "--threads", "1"])
+    assert again.returncode == 0, again.stderr
+    assert _strip_times(read_metrics(tmp_path / "cut")) == _strip_times(
+        read_metrics(tmp_path / "ref")
+    )
+    for stem in ("best", "last"):
+        a = load_file(str(tmp_path / "ref" / f"{stem}.safetensors"))
+        b = load_file(str(tmp_path / "cut" / f"{stem}.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), stem
+    finished = _run([*TRAIN[:4], "--resume", str(tmp_path / "cut")])
+    assert finished.returncode == 1 and "already finished" in finished.stderr
