@@ -17,7 +17,7 @@ __all__ = ["data_app"]
 data_app = typer.Typer(
     help="Download, verify, describe and look at the datasets.", no_args_is_help=True
 )
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 
 DATASET = typer.Option("mnist", "--dataset", "-d", help="mnist or fashion-mnist.")
 DATA_DIR = typer.Option(

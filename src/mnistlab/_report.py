@@ -34,7 +34,7 @@ def format_config(cfg: TrainConfig) -> str:
 
 class RichReporter(Reporter):
     def __init__(self, console: Console | None = None):
-        self.console = console or Console(highlight=False)
+        self.console = console or Console(highlight=False, soft_wrap=True)
         self.progress: Progress | None = None
         self.task = None
         self.header_done = False
@@ -47,7 +47,7 @@ class RichReporter(Reporter):
             f"{info['device']} · {info['params']:,} parameters · "
             f"{info['steps_per_epoch']} steps/epoch"
         )
-        c.print(f"[dim]config: {format_config(cfg)}[/]", soft_wrap=False)
+        c.print(f"[dim]config: {format_config(cfg)}[/]")
         if cfg.dry_run:
             c.print("[yellow]dry run: 1 epoch of 2 batches, evaluated on 512 images[/]")
         if info.get("resumed_at"):

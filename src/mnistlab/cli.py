@@ -30,7 +30,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(data_app, name="data")
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # long lines stay greppable in logs
 
 
 def _version(value: bool) -> None:
@@ -129,7 +129,6 @@ def train(
     cfg = TrainConfig(**given)
     if data_dir is not None:
         cfg.data_dir = str(data_dir)
-    cfg.device = device or cfg.device
     cfg.threads = threads
     cfg.dry_run = dry_run
     reporter = RichReporter(console)
@@ -173,7 +172,7 @@ def evaluate(
 ) -> None:
     """Test loss and accuracy, per-class accuracy and the confusion matrix."""
     from .checkpoint import load_checkpoint
-    from .data.loader import load_data
+    from .data import get_dataset, load_split
     from .train import evaluate as evaluate_model
     from .train import make_loss, pick_device
 
@@ -182,17 +181,18 @@ def evaluate(
     dev = pick_device(device)
     model, doc = load_checkpoint(run / f"{which}.json" if run.is_dir() else run, dev)
     meta = model.meta
-    data = load_data(doc.get("dataset", "mnist"), data_dir, dev, val_size=0)
+    dataset = get_dataset(doc.get("dataset", "mnist"))
+    images, labels = load_split(dataset.name, "test", data_dir, dev)
     cfg = doc.get("config", {})
     loss_fn = make_loss(
         cfg.get("loss", "ce"), cfg.get("label_smoothing", 0.0), len(meta.class_names)
     )
     ev = evaluate_model(
-        model, *data.test, meta.mean, meta.std, loss_fn, batch_size, len(meta.class_names)
+        model, images, labels, meta.mean, meta.std, loss_fn, batch_size, len(meta.class_names)
     )
     names = meta.class_names
     console.print(
-        f"[bold]{meta.name}[/] on {data.info.name} test ({ev['n']:,} images): "
+        f"[bold]{meta.name}[/] on {dataset.name} test ({ev['n']:,} images): "
         f"loss {ev['loss']:.4f}, [bold green]accuracy {ev['acc']:.2%}[/] "
         f"({ev['correct']:,} correct)"
     )

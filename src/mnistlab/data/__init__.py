@@ -13,7 +13,7 @@ from .datasets import (
 )
 from .download import DownloadError, download_dataset, mirrors_for
 from .idx import IdxError, decode_idx, read_idx, write_idx
-from .loader import DeviceLoader, MnistData, load_data, normalize
+from .loader import DeviceLoader, MnistData, load_data, load_split, normalize
 
 __all__ = [
     "DATASETS",
@@ -31,6 +31,7 @@ __all__ = [
     "list_datasets",
     "load_arrays",
     "load_data",
+    "load_split",
     "mirrors_for",
     "normalize",
     "read_idx",

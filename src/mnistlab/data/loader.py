@@ -18,7 +18,7 @@ import torch
 from ..errors import UsageError
 from .datasets import DatasetInfo, get_dataset, load_arrays
 
-__all__ = ["DeviceLoader", "MnistData", "load_data", "normalize"]
+__all__ = ["DeviceLoader", "MnistData", "load_data", "load_split", "normalize"]
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -52,8 +52,8 @@ def load_data(
     what remains (after the seeded shuffle), for quick or seed-faithful small runs.
     """
     info = get_dataset(dataset)
-    x_tr, y_tr = _to_tensors(*load_arrays(dataset, "train", data_dir), device)
-    x_te, y_te = _to_tensors(*load_arrays(dataset, "test", data_dir), device)
+    x_tr, y_tr = load_split(dataset, "train", data_dir, device)
+    x_te, y_te = load_split(dataset, "test", data_dir, device)
     n = len(x_tr)
     if not 0 <= val_size < n:
         raise UsageError(f"--val-size must be between 0 and {n - 1}, got {val_size}")
@@ -71,7 +71,11 @@ def load_data(
     return MnistData(info, (x_tr, y_tr), val, (x_te, y_te))
 
 
-def _to_tensors(images, labels, device) -> tuple[torch.Tensor, torch.Tensor]:
+def load_split(
+    dataset: str, split: str, data_dir: str | os.PathLike | None = None, device="cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One whole split on ``device``: uint8 images ``(N, 1, 28, 28)`` and int64 labels."""
+    images, labels = load_arrays(dataset, split, data_dir)
     x = torch.from_numpy(images.copy()).unsqueeze(1).to(device)  # (N, 1, 28, 28) uint8
     y = torch.from_numpy(labels.astype("int64")).to(device)  # (N,)
     return x, y
