@@ -21,7 +21,7 @@ console = Console(highlight=False, soft_wrap=True)
 
 DATASET = typer.Option("mnist", "--dataset", "-d", help="mnist or fashion-mnist.")
 DATA_DIR = typer.Option(
-    None, help="Dataset folder. [default: $MNISTLAB_DATA, else the user cache folder]"
+    None, help="Dataset folder. \\[default: $MNISTLAB_DATA, else the user cache folder]"
 )
 
 

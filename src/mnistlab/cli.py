@@ -52,31 +52,51 @@ def _root(
     """
 
 
+def _default(field: str) -> str:
+    """Help suffix showing TrainConfig's default, so the two never disagree."""
+    from .train import TrainConfig
+
+    value = getattr(TrainConfig(), field)
+    return "" if value is None else f" \\[default: {value}]"  # \[ : literal bracket for rich
+
+
 # Flags that change what is trained; they cannot be combined with --resume.
 _RECIPE = {
     "model": typer.Option(
-        None, "--model", "-m", help="Model name (see `mnistlab models`). [default: fast]"
+        None, "--model", "-m", help="Model name (see `mnistlab models`)." + _default("model")
     ),
-    "dataset": typer.Option(None, help="mnist or fashion-mnist. [default: mnist]"),
-    "epochs": typer.Option(None, "--epochs", "-e", help="Epochs to train. [default: 2]"),
+    "dataset": typer.Option(None, help="mnist or fashion-mnist." + _default("dataset")),
+    "epochs": typer.Option(None, "--epochs", "-e", help="Epochs to train." + _default("epochs")),
     "batch_size": typer.Option(
-        None, "--batch-size", "-b", help="Training batch size. [default: 256]"
+        None, "--batch-size", "-b", help="Training batch size." + _default("batch_size")
     ),
-    "lr": typer.Option(None, help="(Peak) learning rate. [default: 0.01]"),
-    "momentum": typer.Option(None, help="SGD momentum. [default: 0.9]"),
-    "weight_decay": typer.Option(None, help="Weight decay. [default: 0]"),
-    "optimizer": typer.Option(None, help="sgd, adam, adamw or adadelta. [default: adam]"),
-    "loss": typer.Option(None, help="ce (cross-entropy) or mse (MSE on one-hot). [default: ce]"),
-    "label_smoothing": typer.Option(None, help="Label smoothing for ce. [default: 0]"),
-    "schedule": typer.Option(None, help="none, step, cosine or onecycle. [default: onecycle]"),
-    "step_size": typer.Option(None, help="Epochs between decays (step schedule). [default: 1]"),
-    "gamma": typer.Option(None, help="Decay factor (step schedule). [default: 0.7]"),
-    "val_size": typer.Option(None, help="Images held out of train for validation. [default: 5000]"),
-    "train_subset": typer.Option(None, help="Train on only this many images."),
-    "seed": typer.Option(None, help="Random seed: same seed, same metrics. [default: 0]"),
-    "log_every": typer.Option(None, help="Log running loss/accuracy every N steps. [default: 100]"),
-    "out_dir": typer.Option(None, help="Where run folders go. [default: runs]"),
-    "run_name": typer.Option(None, "--name", help="Run folder name. [default: <time>-<model>]"),
+    "lr": typer.Option(None, help="(Peak) learning rate." + _default("lr")),
+    "momentum": typer.Option(None, help="SGD momentum." + _default("momentum")),
+    "weight_decay": typer.Option(None, help="Weight decay." + _default("weight_decay")),
+    "optimizer": typer.Option(None, help="sgd, adam, adamw or adadelta." + _default("optimizer")),
+    "loss": typer.Option(
+        None, help="ce (cross-entropy) or mse (MSE on one-hot)." + _default("loss")
+    ),
+    "label_smoothing": typer.Option(
+        None, help="Label smoothing for ce." + _default("label_smoothing")
+    ),
+    "schedule": typer.Option(None, help="none, step, cosine or onecycle." + _default("schedule")),
+    "step_size": typer.Option(
+        None, help="Epochs between decays (step schedule)." + _default("step_size")
+    ),
+    "gamma": typer.Option(None, help="Decay factor (step schedule)." + _default("gamma")),
+    "val_size": typer.Option(
+        None, help="Images held out of train for validation." + _default("val_size")
+    ),
+    "train_subset": typer.Option(
+        None, help="Train on only this many images." + _default("train_subset")
+    ),
+    "seed": typer.Option(None, help="Random seed: same seed, same metrics." + _default("seed")),
+    "log_every": typer.Option(
+        None, help="Log running loss/accuracy every N steps." + _default("log_every")
+    ),
+    "out_dir": typer.Option(None, help="Where run folders go." + _default("out_dir")),
+    "run_name": typer.Option(None, "--name", help="Run folder name. \\[default: <time>-<model>]"),
 }
 
 
@@ -102,10 +122,10 @@ def train(
     out_dir: str = _RECIPE["out_dir"],
     run_name: str = _RECIPE["run_name"],
     data_dir: Path = typer.Option(
-        None, help="Dataset folder. [default: $MNISTLAB_DATA or the user cache]"
+        None, help="Dataset folder. \\[default: $MNISTLAB_DATA or the user cache]"
     ),
-    device: str = typer.Option(None, help="auto, cpu, cuda or mps. [default: auto]"),
-    threads: int = typer.Option(None, help="CPU threads for torch. [default: torch's choice]"),
+    device: str = typer.Option(None, help="auto, cpu, cuda or mps. \\[default: auto]"),
+    threads: int = typer.Option(None, help="CPU threads for torch. \\[default: torch's choice]"),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="One epoch of 2 batches: checks everything runs."
     ),
@@ -165,7 +185,7 @@ def evaluate(
     run: Path = typer.Argument(..., help="A run folder, or a checkpoint .json/.safetensors."),
     which: str = typer.Option("best", help="best or last checkpoint of a run folder."),
     data_dir: Path = typer.Option(
-        None, help="Dataset folder. [default: $MNISTLAB_DATA or the user cache]"
+        None, help="Dataset folder. \\[default: $MNISTLAB_DATA or the user cache]"
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     batch_size: int = typer.Option(1000, min=1, help="Evaluation batch size."),
