@@ -256,10 +256,20 @@ def load_arrays(
     info = get_dataset(name)
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; choose train or test")
-    folder = find_dataset_dir(name, data_dir)
-    if folder is None:
-        raise DatasetNotFound(missing_message(info, data_dir))
     img_f, lab_f = info.files[split]
-    images = verify_file(_local_file(folder, img_f), img_f)
-    labels = verify_file(_local_file(folder, lab_f), lab_f)
-    return images, labels
+    first_error = None
+    for folder in candidate_dirs(name, data_dir):
+        img, lab = _local_file(folder, img_f), _local_file(folder, lab_f)
+        if img is None or lab is None:
+            continue
+        try:
+            return verify_file(img, img_f), verify_file(lab, lab_f)
+        except IdxError as e:
+            # An explicit --data-dir must hold the right files; otherwise a folder with
+            # other data (e.g. MNIST when asked for Fashion-MNIST) is passed over.
+            if data_dir:
+                raise
+            first_error = first_error or e
+    if first_error is not None:
+        raise first_error
+    raise DatasetNotFound(missing_message(info, data_dir))

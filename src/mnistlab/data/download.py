@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -46,7 +47,8 @@ def _fetch(url: str, dest_dir: Path, progress: Callable[[int, int | None], None]
     fd, tmp = tempfile.mkstemp(prefix=".download.", suffix=".tmp", dir=dest_dir)
     try:
         req = urllib.request.Request(url, headers={"User-Agent": "mnistlab"})
-        with urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp, os.fdopen(fd, "wb") as out:
+        # the temp file is opened first so its descriptor is closed even if urlopen fails
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(req, timeout=TIMEOUT_S) as resp:
             total = resp.headers.get("Content-Length")
             total = int(total) if total and total.isdigit() else None
             done = 0
@@ -90,7 +92,7 @@ def download_file(
             tmp = _fetch(url, dest_dir, progress)
         except urllib.error.HTTPError as e:
             failures.append(f"{url}: HTTP {e.code}")
-        except (urllib.error.URLError, OSError, DownloadError) as e:
+        except (urllib.error.URLError, OSError, http.client.HTTPException, DownloadError) as e:
             reason = getattr(e, "reason", e)
             failures.append(f"{url}: {reason}")
         else:

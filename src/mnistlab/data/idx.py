@@ -9,6 +9,7 @@ gzip magic bytes rather than by the file name, so a decompressed copy called
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
 import zlib
@@ -82,7 +83,7 @@ def decode_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise IdxError(f"{name}: truncated header ({len(data)} of {header} bytes)")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = _DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: a huge header cannot overflow
     found = len(data) - header
     if found != expected:
         what = "truncated" if found < expected else "has trailing bytes"
