@@ -21,6 +21,30 @@ KNOWN_PARAMS = {
     # conv 1->32 5x5 no bias: 800; BN 64; conv 32->64 5x5 no bias: 51,200; BN 128;
     # fc 1024->10: 10,250.  Total 62,442.
     "fast": 62_442,
+    # 784*10+10 (the linear classifier)
+    "softmax": 7_850,
+    # 784*512+512 = 401,920; 512*256+256 = 131,328; 256*128+128 = 32,896;
+    # 128*64+64 = 8,256; 64*10+10 = 650.  Total 575,050.
+    "linear": 575_050,
+    # 784*128+128 = 100,480; 128*64+64 = 8,256; 650.  Total 109,386.
+    "mlp-small": 109_386,
+    # conv 1->32 3x3: 320; conv 32->64 3x3: 18,496; fc 9216->128: 1,179,776; fc 128->10: 1,290.
+    "pytorch-example": 1_199_882,
+    # conv 6@5x5: 156; conv 16@5x5: 2,416; conv 120@5x5: 48,120; fc 120->84: 10,164; 84->10: 850.
+    "lenet5": 61_706,
+    # conv 6@5x5 (pad 2): 156; conv 16@5x5: 2,416; fc 400->120: 48,120; 10,164; 850.
+    "lenet": 61_706,
+    # lenet + BatchNorm 2*(6 + 16 + 120 + 84) = 452.
+    "lenet-bn": 62_158,
+    # conv1 260; Inception(c) = 72c + 72 + (5x5: 9,624) + (3x3s: 3,480 + 5,208):
+    # c=10 -> 19,104, c=20 -> 19,824; conv2 88->20 5x5: 44,020; fc 1408->10: 14,090.
+    "inception": 97_298,
+    # conv 1->16 5x5: 416; block(16) 2*(16*16*9+16) = 4,640; conv 16->32 5x5: 12,832;
+    # block(32) 2*(32*32*9+32) = 18,496; fc 512->10: 5,130.  Total 41,514.
+    "resnet": 41_514,
+    # bias-free 3x3 convs 288 + 9,216 + 18,432 + 36,864 + 73,728 + 147,456 = 285,984;
+    # BatchNorm 2*(32+32+64+64+128+128) = 896; fc 128->10 1,280; BatchNorm1d(10) 20.
+    "best": 288_180,
 }
 
 MODELS = list_models()
@@ -75,9 +99,14 @@ def test_overfits_one_real_batch(name, batch):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_parameter_count_matches_hand_count(name):
+def test_parameter_count_matches_hand_count_and_torchinfo(name):
+    from torchinfo import summary
+
     assert name in KNOWN_PARAMS, f"add {name}'s hand-counted parameters to KNOWN_PARAMS"
-    assert count_params(create_model(name)) == KNOWN_PARAMS[name]
+    model = create_model(name)
+    assert count_params(model) == KNOWN_PARAMS[name]
+    stats = summary(model, input_size=(2, 1, 28, 28), verbose=0)
+    assert stats.total_params == KNOWN_PARAMS[name]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -114,5 +143,22 @@ def test_bad_kwargs_give_a_clear_error():
 
 
 def test_list_models_pattern():
-    assert set(list_models("m*")) == {"mlp"} | {n for n in MODELS if n.startswith("m")}
+    assert list_models("lenet*") == ["lenet", "lenet-bn", "lenet5"]
     assert list_models() == sorted(list_models())
+
+
+def test_the_zoo_is_complete():
+    seeds = {"softmax", "linear", "mlp", "mlp-small", "cnn", "pytorch-example", "lenet5"}
+    seeds |= {"lenet", "lenet-bn", "inception", "resnet", "fast", "best"}
+    assert seeds <= set(MODELS)
+
+
+def test_lenet5_sees_32x32_and_lenet_fc1_takes_16x5x5():
+    shapes = {}
+    lenet5 = create_model("lenet5").eval()
+    lenet5.conv1.register_forward_hook(lambda m, i, o: shapes.update(lenet5=i[0].shape))
+    lenet5(torch.zeros(1, 1, 28, 28))
+    assert shapes["lenet5"] == (1, 1, 32, 32)
+    lenet = create_model("lenet").eval()
+    fc1 = next(m for m in lenet if isinstance(m, torch.nn.Linear))
+    assert fc1.in_features == 16 * 5 * 5

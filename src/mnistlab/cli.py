@@ -77,6 +77,12 @@ _RECIPE = {
     "loss": typer.Option(
         None, help="ce (cross-entropy) or mse (MSE on one-hot)." + _default("loss")
     ),
+    "augment": typer.Option(
+        None,
+        help="Batch augmentation: none, affine, elastic, affine+elastic." + _default("augment"),
+    ),
+    "mean": typer.Option(None, help="Normalisation mean. \\[default: the dataset's]"),
+    "std": typer.Option(None, help="Normalisation std. \\[default: the dataset's]"),
     "label_smoothing": typer.Option(
         None, help="Label smoothing for ce." + _default("label_smoothing")
     ),
@@ -102,6 +108,10 @@ _RECIPE = {
 
 @app.command()
 def train(
+    preset: str = typer.Option(
+        None, "--preset", "-p", help="Start from a named recipe; flags override it."
+    ),
+    list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit."),
     model: str = _RECIPE["model"],
     dataset: str = _RECIPE["dataset"],
     epochs: int = _RECIPE["epochs"],
@@ -112,6 +122,9 @@ def train(
     optimizer: str = _RECIPE["optimizer"],
     loss: str = _RECIPE["loss"],
     label_smoothing: float = _RECIPE["label_smoothing"],
+    augment: str = _RECIPE["augment"],
+    mean: float = _RECIPE["mean"],
+    std: float = _RECIPE["std"],
     schedule: str = _RECIPE["schedule"],
     step_size: int = _RECIPE["step_size"],
     gamma: float = _RECIPE["gamma"],
@@ -140,13 +153,15 @@ def train(
     from ._report import RichReporter
     from .train import TrainConfig, fit
 
+    if list_presets:
+        _print_presets()
+        return
     given = {k: v for k, v in locals().items() if k in _RECIPE and v is not None}
-    if resume is not None and (given or dry_run):
-        flags = ", ".join(
-            "--" + k.replace("_", "-") for k in [*given, *(["dry_run"] if dry_run else [])]
-        )
+    if resume is not None and (given or dry_run or preset):
+        extra = ["dry_run"] * dry_run + ["preset"] * bool(preset)
+        flags = ", ".join("--" + k.replace("_", "-") for k in [*given, *extra])
         raise UsageError(f"--resume continues the run's saved recipe; drop {flags}")
-    cfg = TrainConfig(**given)
+    cfg = TrainConfig.from_preset(preset, **given) if preset else TrainConfig(**given)
     if data_dir is not None:
         cfg.data_dir = str(data_dir)
     cfg.threads = threads
@@ -178,6 +193,17 @@ def train(
     console.print(
         f"run folder: {run}  (best.safetensors, last.safetensors, metrics.jsonl, curves.png)"
     )
+
+
+def _print_presets() -> None:
+    from .train.presets import PRESETS
+
+    table = Table(title="mnistlab train --preset NAME")
+    table.add_column("preset")
+    table.add_column("recipe")
+    for name, values in PRESETS.items():
+        table.add_row(name, values["_about"])
+    console.print(table)
 
 
 @app.command()

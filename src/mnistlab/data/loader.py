@@ -134,13 +134,16 @@ class DeviceLoader:
             else:
                 idx = order[sl]
                 x, y = self.images[idx], self.labels[idx]
-            x = normalize(x, self.mean, self.std)  # (B, 1, 28, 28) float32
-            if self.augment is not None:
-                # per-batch stream, so a resumed epoch augments batch b exactly as before
+            if self.augment is None:
+                x = normalize(x, self.mean, self.std)  # (B, 1, 28, 28) float32
+            else:
+                # augment in [0, 1], where the black border is 0; a per-batch stream
+                # means a resumed epoch augments batch b exactly as before
                 aug_gen = torch.Generator().manual_seed(
                     (self.seed * 1_000_003 + epoch) * 100_003 + b
                 )
-                x = self.augment(x, aug_gen)
+                x = self.augment(x.to(torch.float32).div_(255.0), aug_gen)
+                x = x.sub_(self.mean).div_(self.std)
             yield x, y
 
     def __iter__(self):

@@ -1,6 +1,6 @@
 """The model zoo. ``create_model(name, **kw)`` and ``list_models()`` are the ways in."""
 
-from . import cnn, mlp  # noqa: F401  (importing a family file registers its models)
+from . import cnn, inception, lenet, mlp, resnet, vgg  # noqa: F401  (importing registers them)
 from ._registry import ModelMeta, create_model, list_models, model_entry
 
 __all__ = ["ModelMeta", "create_model", "list_models", "model_entry"]

@@ -46,3 +46,22 @@ def fast(num_classes: int = 10, width: int = 32) -> nn.Module:
         nn.Flatten(),  # (N, 1024)
         nn.Linear(16 * 2 * width, num_classes),
     )
+
+
+@register_model("pytorch-example", source="seed 003: the canonical pytorch/examples MNIST CNN")
+def pytorch_example(num_classes: int = 10) -> nn.Module:
+    """conv 32@3x3, conv 64@3x3, max-pool, dropout .25, fc 9216-128, dropout .5, fc 10
+    (1,199,882 parameters)."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3),  # (N, 32, 26, 26)
+        nn.ReLU(),
+        nn.Conv2d(32, 64, 3),  # (N, 64, 24, 24)
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (N, 64, 12, 12)
+        nn.Dropout(0.25),
+        nn.Flatten(),  # (N, 9216)
+        nn.Linear(9216, 128),
+        nn.ReLU(),
+        nn.Dropout(0.5),
+        nn.Linear(128, num_classes),
+    )

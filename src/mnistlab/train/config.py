@@ -31,6 +31,9 @@ class TrainConfig:
     weight_decay: float = 0.0
     loss: str = "ce"
     label_smoothing: float = 0.0
+    augment: str = "none"  # none, affine, elastic or a chain like affine+elastic
+    mean: float | None = None  # normalisation; None = the dataset's own mean/std
+    std: float | None = None
     schedule: str = "onecycle"
     step_size: int = 1  # epochs between decays, for the step schedule
     gamma: float = 0.7  # decay factor, for the step schedule
@@ -42,6 +45,7 @@ class TrainConfig:
     log_every: int = 100
     out_dir: str = "runs"
     run_name: str | None = None
+    preset: str | None = None  # the recipe this config started from, for the record
     dry_run: bool = False
 
     def validate(self) -> TrainConfig:
@@ -72,12 +76,29 @@ class TrainConfig:
             raise bad("val-size", "0 or more", self.val_size)
         if self.train_subset is not None and self.train_subset < 1:
             raise bad("train-subset", "at least 1", self.train_subset)
+        from ..data.augment import make_augment
+
+        try:
+            make_augment(self.augment)
+        except ValueError:
+            raise bad(
+                "augment", "none, affine, elastic or e.g. affine+elastic", self.augment
+            ) from None
+        if self.std is not None and not self.std > 0:
+            raise bad("std", "greater than 0", self.std)
         if self.threads is not None and self.threads < 1:
             raise bad("threads", "at least 1", self.threads)
         return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> TrainConfig:
+        """The preset's recipe, with ``overrides`` on top."""
+        from .presets import get_preset
+
+        return cls(**{**get_preset(name), "preset": name, **overrides})
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:

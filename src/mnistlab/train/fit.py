@@ -17,6 +17,7 @@ import torch
 
 from .._io import atomic_write, atomic_write_json
 from ..checkpoint import load_checkpoint, read_checkpoint_json, save_checkpoint
+from ..data.augment import make_augment
 from ..data.loader import DeviceLoader, load_data
 from ..errors import MnistlabError, UsageError
 from ..models import create_model
@@ -125,13 +126,16 @@ def fit(
 
     data = load_data(cfg.dataset, cfg.data_dir, device, cfg.val_size, cfg.seed, cfg.train_subset)
     info = data.info
+    mean = info.mean if cfg.mean is None else cfg.mean
+    std = info.std if cfg.std is None else cfg.std
     model = create_model(
-        cfg.model, mean=info.mean, std=info.std, class_names=info.classes, **cfg.model_kwargs
+        cfg.model, mean=mean, std=std, class_names=info.classes, **cfg.model_kwargs
     ).to(device)
     epochs = 1 if cfg.dry_run else cfg.epochs
     loader = DeviceLoader(
-        *data.train, cfg.batch_size, info.mean, info.std, shuffle=True, seed=cfg.seed,
+        *data.train, cfg.batch_size, mean, std, shuffle=True, seed=cfg.seed,
         drop_last=True, max_batches=DRY_RUN_BATCHES if cfg.dry_run else None,
+        augment=make_augment(cfg.augment),
     )  # fmt: skip
     optimizer = make_optimizer(
         cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay
@@ -205,7 +209,7 @@ def fit(
                 }  # fmt: skip
                 for split, (x, y) in splits.items():
                     ev = evaluate(
-                        model, x, y, info.mean, info.std, loss_fn, cfg.eval_batch_size,
+                        model, x, y, mean, std, loss_fn, cfg.eval_batch_size,
                         len(info.classes),
                     )  # fmt: skip
                     record[f"{split}_loss"], record[f"{split}_acc"] = ev["loss"], ev["acc"]

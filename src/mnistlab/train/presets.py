@@ -1,0 +1,75 @@
+"""Named recipes: each seed tutorial's training setup, and ours.
+
+``mnistlab train --preset NAME`` starts from the preset; flags given on the
+command line override its values. Anything a preset leaves out keeps
+:class:`TrainConfig`'s default.
+"""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+
+__all__ = ["PRESETS", "get_preset"]
+
+_NO_SCHEDULE = {"schedule": "none"}
+
+PRESETS: dict[str, dict] = {
+    "seed000-cnn": {
+        "_about": "seed 000: SGD lr 0.01, momentum 0.5, batch 64, 10 epochs",
+        "model": "cnn", "optimizer": "sgd", "lr": 0.01, "momentum": 0.5, "batch_size": 64,
+        "epochs": 10, **_NO_SCHEDULE,
+    },
+    "seed000-compare": {
+        "_about": "seed 000's recipe as the shared budget for linear, cnn, inception, resnet",
+        "model": "cnn", "optimizer": "sgd", "lr": 0.01, "momentum": 0.5, "batch_size": 64,
+        "epochs": 10, **_NO_SCHEDULE,
+    },
+    "seed001-lenet5": {
+        "_about": "seed 001: plain SGD lr 0.2, batch 64, 6 epochs, mean/std 0.5 "
+        "(add --train-subset 3000 for the seed's small run)",
+        "model": "lenet5", "optimizer": "sgd", "lr": 0.2, "momentum": 0.0, "batch_size": 64,
+        "epochs": 6, "mean": 0.5, "std": 0.5, **_NO_SCHEDULE,
+    },
+    "seed002-mlp-mse": {
+        "_about": "seed 002: MSE on one-hot, SGD lr 0.005, momentum 0.9, batch 512, 3 epochs",
+        "model": "mlp", "loss": "mse", "optimizer": "sgd", "lr": 0.005, "momentum": 0.9,
+        "batch_size": 512, "epochs": 3, **_NO_SCHEDULE,
+    },
+    "seed003-example": {
+        "_about": "seed 003 (pytorch/examples): Adadelta lr 1.0, StepLR gamma 0.7, batch 64, "
+        "14 epochs",
+        "model": "pytorch-example", "optimizer": "adadelta", "lr": 1.0, "schedule": "step",
+        "step_size": 1, "gamma": 0.7, "batch_size": 64, "epochs": 14,
+    },
+    "seed004-lenet": {
+        "_about": "seed 004: plain SGD lr 0.01, batch 32, 8 epochs, no normalisation",
+        "model": "lenet", "optimizer": "sgd", "lr": 0.01, "momentum": 0.0, "batch_size": 32,
+        "epochs": 8, "mean": 0.0, "std": 1.0, **_NO_SCHEDULE,
+    },
+    "seed004-lenet-bn": {
+        "_about": "seed 004 with BatchNorm and Dropout: plain SGD lr 0.01, batch 32, 8 epochs",
+        "model": "lenet-bn", "optimizer": "sgd", "lr": 0.01, "momentum": 0.0, "batch_size": 32,
+        "epochs": 8, "mean": 0.0, "std": 1.0, **_NO_SCHEDULE,
+    },
+    "fast": {
+        "_about": "ours, the default: fast net, Adam + one-cycle, batch 256, 2 epochs",
+        "model": "fast", "optimizer": "adam", "lr": 0.01, "schedule": "onecycle",
+        "batch_size": 256, "epochs": 2,
+    },
+    "best": {
+        "_about": "ours, most accurate: best net, affine+elastic augmentation, Adam + "
+        "one-cycle, label smoothing 0.1, batch 128, 15 epochs",
+        "model": "best", "optimizer": "adam", "lr": 0.005, "schedule": "onecycle",
+        "batch_size": 128, "epochs": 15, "augment": "affine+elastic", "label_smoothing": 0.1,
+    },
+}  # fmt: skip
+
+
+def get_preset(name: str) -> dict:
+    """The preset's config values (without its description)."""
+    if name not in PRESETS:
+        raise UsageError(
+            f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} "
+            "(see `mnistlab train --list-presets`)"
+        )
+    return {k: v for k, v in PRESETS[name].items() if not k.startswith("_")}
