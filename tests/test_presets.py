@@ -44,6 +44,10 @@ def test_recipe_details():
         cfg = TrainConfig.from_preset(name)
         assert (cfg.mean, cfg.std, cfg.momentum) == (0.0, 1.0, 0.0)
     assert (TrainConfig.from_preset("seed001-lenet5").mean, 0.5) == (0.5, 0.5)
+    # seeds 000, 002, 003, 004 train on all 60,000 images; seed 001 keeps a dev split
+    for name in ("seed000-cnn", "seed002-mlp-mse", "seed003-example", "seed004-lenet"):
+        assert TrainConfig.from_preset(name).val_size == 0
+    assert TrainConfig.from_preset("seed001-lenet5").val_size > 0
 
 
 def test_unknown_preset():
