@@ -17,10 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
 from mnistlab import create_model
+from mnistlab.summary import count_flops
 from mnistlab.train import count_params
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,11 +86,8 @@ JOBS = [
 
 
 def mflops(name: str) -> float:
-    """Forward FLOPs per image (a multiply-add counts 2), by torch's flop counter."""
-    model = create_model(name).eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, 1, 28, 28))
-    return counter.get_total_flops() / 1e6
+    """Forward FLOPs per image (a multiply-add counts 2), as `mnistlab summary` counts them."""
+    return count_flops(create_model(name)) / 1e6
 
 
 def run(only: list[str]) -> None:

@@ -259,6 +259,32 @@ def evaluate(
     console.print(table)
 
 
+@app.command()
+def summary(
+    model: str = typer.Argument(..., help="A model name, a run folder or a checkpoint file."),
+) -> None:
+    """Per-layer output shapes, parameters and FLOPs, with totals per image."""
+    from .checkpoint import load_checkpoint
+    from .models import create_model
+    from .summary import summarize
+
+    net = load_checkpoint(model)[0] if Path(model).exists() else create_model(model)
+    s = summarize(net, tuple(net.meta.input_size))
+    table = Table(title=f"{s.name}: input (N, {', '.join(map(str, net.meta.input_size))})")
+    for col in ("layer", "type", "output shape", "parameters", "MFLOPs"):
+        table.add_column(col, justify="left" if col in ("layer", "type") else "right")
+    for r in s.rows:
+        shape = "(N, " + ", ".join(map(str, r.output_shape[1:])) + ")" if r.output_shape else "-"
+        flops = f"{r.flops / 1e6:.3f}" if r.flops else "-"
+        table.add_row(r.name, r.kind, shape, f"{r.params:,}" if r.params else "-", flops)
+    console.print(table)
+    console.print(
+        f"parameters: {s.params:,} ({s.trainable:,} trainable; {s.params * 4 / 1024:.1f} KiB "
+        f"as float32) · per image: {s.flops / 1e6:.3f} MFLOPs = {s.macs / 1e6:.3f} M "
+        "multiply-adds (convolutions and matrix products)"
+    )
+
+
 @app.command("models")
 def models_cmd() -> None:
     """List the registered models with their parameter counts and sources."""
