@@ -210,53 +210,80 @@ def _print_presets() -> None:
 def evaluate(
     run: Path = typer.Argument(..., help="A run folder, or a checkpoint .json/.safetensors."),
     which: str = typer.Option("best", help="best or last checkpoint of a run folder."),
+    out: Path = typer.Option(None, help="Folder for the pictures. \\[default: RUN/eval]"),
     data_dir: Path = typer.Option(
         None, help="Dataset folder. \\[default: $MNISTLAB_DATA or the user cache]"
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or mps."),
     batch_size: int = typer.Option(1000, min=1, help="Evaluation batch size."),
 ) -> None:
-    """Test loss and accuracy, per-class accuracy and the confusion matrix."""
+    """Test accuracy, per-class precision/recall, confusion matrix and calibration (ECE).
+
+    Also writes confusion.png, mistakes.png (the most confident mistakes),
+    predictions.png, reliability.png and eval.json.
+    """
     from .checkpoint import load_checkpoint
     from .data import get_dataset, load_split
-    from .train import evaluate as evaluate_model
-    from .train import make_loss, pick_device
+    from .evaluation import evaluate_checkpoint
+    from .train import pick_device
 
     if which not in ("best", "last"):
         raise UsageError(f"--which must be best or last, got {which!r}")
     dev = pick_device(device)
     model, doc = load_checkpoint(run / f"{which}.json" if run.is_dir() else run, dev)
-    meta = model.meta
     dataset = get_dataset(doc.get("dataset", "mnist"))
     images, labels = load_split(dataset.name, "test", data_dir, dev)
-    cfg = doc.get("config", {})
-    loss_fn = make_loss(
-        cfg.get("loss", "ce"), cfg.get("label_smoothing", 0.0), len(meta.class_names)
-    )
-    ev = evaluate_model(
-        model, images, labels, meta.mean, meta.std, loss_fn, batch_size, len(meta.class_names)
-    )
-    names = meta.class_names
+    out_dir = out or ((run if run.is_dir() else run.parent) / "eval")
+    res = evaluate_checkpoint(model, images, labels, out_dir, batch_size)
     console.print(
-        f"[bold]{meta.name}[/] on {dataset.name} test ({ev['n']:,} images): "
-        f"loss {ev['loss']:.4f}, [bold green]accuracy {ev['acc']:.2%}[/] "
-        f"({ev['correct']:,} correct)"
+        f"[bold]{res['model']}[/] on {dataset.name} test ({res['n']:,} images): "
+        f"loss {res['loss']:.4f}, [bold green]accuracy {res['accuracy']:.2%}[/], "
+        f"ECE {res['ece']:.2%}"
     )
-    cm = ev["confusion"]
+    names = list(res["per_class"])
+    cm = res["confusion"]
     table = Table(title="Confusion matrix (rows: true class, columns: predicted)")
     table.add_column("true", justify="right")
-    for j in range(len(names)):
-        table.add_column(names[j][:7], justify="right")
-    table.add_column("acc", justify="right")
+    for name in names:
+        table.add_column(name[:7], justify="right")
     for i, name in enumerate(names):
-        row = cm[i]
-        cells = [
-            f"[bold]{int(v)}[/]" if i == j else (str(int(v)) if v else "·")
-            for j, v in enumerate(row)
-        ]
-        acc = float(row[i]) / max(int(row.sum()), 1)
-        table.add_row(name, *cells, f"{acc:.2%}")
+        cells = [f"[bold]{v}[/]" if i == j else (str(v) if v else "·") for j, v in enumerate(cm[i])]
+        table.add_row(name[:7], *cells)
     console.print(table)
+    per = Table(title="Per class")
+    for col in ("class", "precision", "recall", "F1", "images"):
+        per.add_column(col, justify="left" if col == "class" else "right")
+    for name, pc in res["per_class"].items():
+        per.add_row(
+            name, f"{pc['precision']:.2%}", f"{pc['recall']:.2%}", f"{pc['f1']:.2%}",
+            f"{pc['support']:,}",
+        )  # fmt: skip
+    console.print(per)
+    console.print(f"pictures and eval.json in {out_dir}")
+
+
+@app.command()
+def inspect(
+    run: Path = typer.Argument(..., help="A run folder, or a checkpoint .json/.safetensors."),
+    index: int = typer.Option(0, min=0, help="Which test image to feed in."),
+    out: Path = typer.Option(None, help="Folder for the pictures. \\[default: RUN/inspect]"),
+    data_dir: Path = typer.Option(
+        None, help="Dataset folder. \\[default: $MNISTLAB_DATA or the user cache]"
+    ),
+) -> None:
+    """Feature maps of every conv layer for one input, and the first layers' kernels."""
+    from .checkpoint import load_checkpoint
+    from .data import load_split
+    from .inside import inspect_model
+
+    model, doc = load_checkpoint(run / "best.json" if run.is_dir() else run)
+    images, labels = load_split(doc.get("dataset", "mnist"), "test", data_dir)
+    if index >= len(images):
+        raise UsageError(f"--index must be below {len(images)}, got {index}")
+    x, label = images[index], model.meta.class_names[int(labels[index])]
+    out_dir = out or ((run if run.is_dir() else run.parent) / "inspect")
+    files = inspect_model(model, x, out_dir, label)
+    console.print(f"wrote {len(files)} pictures to {out_dir}: " + ", ".join(f.name for f in files))
 
 
 @app.command()

@@ -10,7 +10,7 @@ import numpy as np
 
 from ._io import atomic_write
 
-__all__ = ["plot_curves", "plot_samples"]
+__all__ = ["plot_curves", "plot_grid", "plot_samples"]
 
 
 def _plt():
@@ -79,6 +79,33 @@ def plot_curves(
     return _save(fig, path)
 
 
+def plot_grid(
+    images: np.ndarray,
+    titles: list[str],
+    path: str | os.PathLike,
+    title: str = "",
+    colors: list[str] | None = None,
+    cols: int = 8,
+) -> Path:
+    """A grid of uint8 ``(N, 28, 28)`` images, each with its own (coloured) title."""
+    plt = _plt()
+    n = len(images)
+    cols = max(1, min(cols, n))
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.7 * rows + (0.5 if title else 0)))
+    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+            ax.set_title(titles[i], fontsize=8, color=(colors[i] if colors else "black"))
+    if title:
+        fig.suptitle(title)
+    if n == 0:
+        fig.text(0.5, 0.5, "nothing to show", ha="center", va="center")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
 def plot_samples(
     images: np.ndarray,
     labels: np.ndarray,
@@ -88,17 +115,5 @@ def plot_samples(
     cols: int = 8,
 ) -> Path:
     """A grid of uint8 ``(N, 28, 28)`` images with their class names as titles."""
-    plt = _plt()
-    n = len(images)
-    cols = max(1, min(cols, n))
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.4 * cols, 1.6 * rows + (0.4 if title else 0)))
-    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
-        ax.axis("off")
-        if i < n:
-            ax.imshow(images[i], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-            ax.set_title(str(class_names[int(labels[i])]), fontsize=9)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    return _save(fig, path)
+    titles = [str(class_names[int(y)]) for y in labels]
+    return plot_grid(images, titles, path, title, cols=cols)

@@ -1,0 +1,107 @@
+"""A checkpoint's full test evaluation: metrics, calibration and the pictures.
+
+``evaluate_checkpoint`` is what ``mnistlab evaluate`` and the run report use. It
+writes ``confusion.png``, ``mistakes.png``, ``predictions.png``,
+``reliability.png`` and ``eval.json`` into an output folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._io import atomic_write_json
+from .data.loader import normalize
+from .metrics import calibration, confident_mistakes, confusion_matrix, per_class
+
+__all__ = ["evaluate_checkpoint", "predict_probs"]
+
+
+@torch.inference_mode()
+def predict_probs(
+    model: nn.Module, images: torch.Tensor, mean: float, std: float, batch_size: int = 1000
+) -> torch.Tensor:
+    """Softmax probabilities ``(N, C)`` (float32, on the CPU) for uint8 ``images``."""
+    model.eval()
+    out = [
+        F.softmax(model(normalize(images[i : i + batch_size], mean, std)).float(), 1).cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out)
+
+
+def evaluate_checkpoint(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    out_dir: str | os.PathLike,
+    batch_size: int = 1000,
+    split: str = "test",
+) -> dict:
+    """Evaluate ``model`` (with its ``meta``) and write the pictures and ``eval.json``."""
+    from .plots import plot_grid
+    from .plots_eval import plot_confusion, plot_reliability
+
+    meta = model.meta
+    names = list(meta.class_names)
+    out = Path(out_dir)
+    probs = predict_probs(model, images, meta.mean, meta.std, batch_size)
+    labels_cpu = labels.cpu()
+    preds = probs.argmax(1)
+    n = len(labels_cpu)
+    cm = confusion_matrix(labels_cpu, preds, len(names))
+    nll = F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels_cpu).item()
+    cal = calibration(probs, labels_cpu)
+    pixels = images[:, 0].cpu().numpy()  # (N, 28, 28) uint8
+
+    wrong = confident_mistakes(probs, labels_cpu, k=24)
+    mistake_titles = [
+        f"true {names[labels_cpu[i]]}\npred {names[preds[i]]} {100 * probs[i].max():.0f}%"
+        for i in wrong.tolist()
+    ]
+    files = {
+        "confusion": plot_confusion(
+            cm.numpy(), names, out / "confusion.png",
+            f"{meta.name} on {split}: {cm.diag().sum().item():,} of {n:,} right",
+        ),
+        "mistakes": plot_grid(
+            pixels[wrong.numpy()], mistake_titles, out / "mistakes.png",
+            "The most confident mistakes", colors=["crimson"] * len(wrong),
+        ),
+        "reliability": plot_reliability(cal, out / "reliability.png"),
+    }  # fmt: skip
+    first = list(range(min(32, n)))
+    files["predictions"] = plot_grid(
+        pixels[first],
+        [f"{names[preds[i]]} ({100 * probs[i].max():.0f}%)" for i in first],
+        out / "predictions.png",
+        f"Predictions on the first {len(first)} {split} images (red: wrong)",
+        colors=["black" if preds[i] == labels_cpu[i] else "crimson" for i in first],
+    )
+    result = {
+        "model": meta.name,
+        "split": split,
+        "n": n,
+        "accuracy": cm.diag().sum().item() / max(n, 1),
+        "loss": nll,
+        "ece": cal["ece"],
+        "per_class": {names[i]: row for i, row in enumerate(per_class(cm))},
+        "confusion": cm.tolist(),
+        "calibration_bins": cal["bins"],
+        "mistakes": [
+            {
+                "index": i,
+                "true": names[labels_cpu[i]],
+                "predicted": names[preds[i]],
+                "confidence": probs[i].max().item(),
+            }
+            for i in wrong.tolist()
+        ],
+        "files": {k: Path(v).name for k, v in files.items()},
+    }
+    atomic_write_json(out / "eval.json", result)
+    return result

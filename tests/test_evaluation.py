@@ -1,0 +1,95 @@
+"""Metrics against hand-computed values; evaluate and inspect on a real trained model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mnistlab import TrainConfig, fit, load_checkpoint
+from mnistlab.cli import main
+from mnistlab.inside import conv_kernels, feature_maps
+from mnistlab.metrics import calibration, confident_mistakes, confusion_matrix, per_class
+from mnistlab.train import evaluate, make_loss
+
+
+def test_confusion_and_per_class_by_hand():
+    labels = torch.tensor([0, 0, 0, 1, 1, 2])
+    preds = torch.tensor([0, 0, 1, 1, 2, 2])
+    cm = confusion_matrix(labels, preds, 3)
+    assert cm.tolist() == [[2, 1, 0], [0, 1, 1], [0, 0, 1]]
+    rows = per_class(cm)
+    # class 0: tp 2, predicted 2, actual 3 -> precision 1, recall 2/3
+    assert rows[0]["precision"] == 1.0 and rows[0]["recall"] == pytest.approx(2 / 3)
+    # class 1: tp 1, predicted 2, actual 2 -> 0.5, 0.5; class 2: tp 1, predicted 2, actual 1
+    assert (rows[1]["precision"], rows[1]["recall"]) == (0.5, 0.5)
+    assert (rows[2]["precision"], rows[2]["recall"], rows[2]["support"]) == (0.5, 1.0, 1)
+    assert rows[2]["f1"] == pytest.approx(2 * 0.5 * 1 / 1.5)
+
+
+def test_ece_by_hand():
+    # confidences 0.85, 0.85 (one right), 0.55, 0.55 (both right), 10 bins:
+    # bin (0.8, 0.9]: 2/4 * |0.5 - 0.85| = 0.175; bin (0.5, 0.6]: 2/4 * |1 - 0.55| = 0.225
+    probs = torch.tensor([[0.85, 0.15], [0.85, 0.15], [0.45, 0.55], [0.45, 0.55]])
+    labels = torch.tensor([0, 1, 1, 1])
+    cal = calibration(probs, labels, bins=10)
+    assert cal["ece"] == pytest.approx(0.175 + 0.225)
+    counts = [b["count"] for b in cal["bins"]]
+    assert counts[8] == 2 and counts[5] == 2 and sum(counts) == 4
+
+
+def test_perfectly_confident_and_right_has_zero_ece():
+    probs = torch.eye(3)[[0, 1, 2, 1]]
+    assert calibration(probs, torch.tensor([0, 1, 2, 1]))["ece"] == 0.0
+
+
+def test_confident_mistakes_are_wrong_and_sorted():
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.99, 0.01]])
+    labels = torch.tensor([0, 0, 1, 1, 1])
+    assert confident_mistakes(probs, labels, k=5).tolist() == [4, 1, 2]
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory, mnist_dir):
+    out = tmp_path_factory.mktemp("runs")
+    cfg = TrainConfig(model="cnn", epochs=1, train_subset=4000, val_size=500, out_dir=str(out),
+                      data_dir=str(mnist_dir))  # fmt: skip
+    return fit(cfg).run_dir
+
+
+def test_evaluate_cli_writes_pictures_and_agrees_with_evaluate(small_run, mnist, capsys):
+    assert main(["evaluate", str(small_run)]) == 0
+    res = json.loads((small_run / "eval" / "eval.json").read_text())
+    model, _ = load_checkpoint(small_run)
+    ev = evaluate(model, *mnist.test, 0.1307, 0.3081, make_loss("ce"))
+    assert res["accuracy"] == ev["acc"] and res["n"] == 10_000
+    assert res["confusion"] == ev["confusion"].tolist()
+    assert 0 <= res["ece"] < 0.2
+    for name in ("confusion", "mistakes", "predictions", "reliability"):
+        png = small_run / "eval" / f"{name}.png"
+        assert png.read_bytes()[:4] == b"\x89PNG", name
+    wrong = res["mistakes"]
+    assert wrong and all(m["true"] != m["predicted"] for m in wrong)
+    assert [m["confidence"] for m in wrong] == sorted(
+        (m["confidence"] for m in wrong), reverse=True
+    )
+    out = capsys.readouterr().out
+    assert f"accuracy {100 * res['accuracy']:.2f}%" in out and "precision" in out
+
+
+def test_feature_maps_and_kernels_have_the_documented_shapes(small_run, mnist):
+    model, _ = load_checkpoint(small_run)
+    maps = feature_maps(model, mnist.test[0][0])
+    assert [(n, tuple(t.shape)) for n, t in maps[:-1]] == [("0", (10, 24, 24)), ("3", (20, 8, 8))]
+    assert maps[-1][0] == "softmax" and maps[-1][1].sum().item() == pytest.approx(1.0)
+    assert [tuple(w.shape) for _, w in conv_kernels(model)] == [(10, 1, 5, 5), (20, 10, 5, 5)]
+
+
+def test_inspect_cli(small_run, capsys):
+    assert main(["inspect", str(small_run), "--index", "7"]) == 0
+    files = sorted(p.name for p in (small_run / "inspect").iterdir())
+    assert files == ["features_00_0.png", "features_01_3.png", "input.png", "kernels_0.png",
+                     "kernels_3.png"]  # fmt: skip
+    assert main(["inspect", str(small_run), "--index", "10000"]) == 2
+    assert "--index" in capsys.readouterr().err
