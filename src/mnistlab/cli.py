@@ -190,9 +190,11 @@ def train(
             f"[bold green]test accuracy {best['test_acc']:.2%}[/] "
             f"(best checkpoint: {chosen}; training time {total:.1f} s)"
         )
-    console.print(
-        f"run folder: {run}  (best.safetensors, last.safetensors, metrics.jsonl, curves.png)"
-    )
+    from .report import write_run_report
+
+    report = write_run_report(run, cfg.data_dir)
+    console.print(f"run folder: {run}  (checkpoints, metrics.jsonl, curves.png, eval/)")
+    console.print(f"report: {report}")
 
 
 def _print_presets() -> None:
@@ -284,6 +286,21 @@ def inspect(
     out_dir = out or ((run if run.is_dir() else run.parent) / "inspect")
     files = inspect_model(model, x, out_dir, label)
     console.print(f"wrote {len(files)} pictures to {out_dir}: " + ", ".join(f.name for f in files))
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="A run folder."),
+    data_dir: Path = typer.Option(
+        None, help="Dataset folder. \\[default: $MNISTLAB_DATA or the user cache]"
+    ),
+) -> None:
+    """(Re)write a run's self-contained report.html: curves, confusion, mistakes, calibration."""
+    from .report import write_run_report
+
+    if not (run / "config.json").is_file():
+        raise MnistlabError(f"{run}: not a run folder (no config.json); check the path")
+    console.print(f"report: {write_run_report(run, data_dir)}")
 
 
 @app.command()

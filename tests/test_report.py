@@ -1,0 +1,60 @@
+"""The run report: one self-contained HTML file that renders in a real browser."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from mnistlab import TrainConfig, fit
+from mnistlab.cli import main
+from mnistlab.report import write_run_report
+
+from .browser import chromium_page
+
+ARTEFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, mnist_dir):
+    out = tmp_path_factory.mktemp("runs")
+    cfg = TrainConfig(model="cnn", epochs=2, train_subset=3000, val_size=500, out_dir=str(out),
+                      data_dir=str(mnist_dir))  # fmt: skip
+    run_dir = fit(cfg).run_dir
+    write_run_report(run_dir, mnist_dir)
+    return run_dir
+
+
+def test_report_is_self_contained(run):
+    page = (run / "report.html").read_text()
+    # every picture is inlined; nothing is fetched from anywhere
+    assert len(re.findall(r'src="data:image/png;base64,', page)) == 5
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    for heading in ("Training curves", "The most confident mistakes", "Calibration", "Model",
+                    "Configuration"):  # fmt: skip
+        assert f"<h2>{heading}" in page
+    assert "21,840" in page  # the cnn's parameters, from the model summary
+
+
+def test_report_renders_in_chromium(run):
+    ARTEFACTS.mkdir(exist_ok=True)
+    with chromium_page() as page:
+        page.goto((run / "report.html").as_uri())
+        assert page.title().startswith("mnistlab")
+        assert page.locator("h1").inner_text() == "cnn on mnist"
+        sizes = page.eval_on_selector_all("img", "els => els.map(e => e.naturalWidth)")
+        assert len(sizes) == 5 and all(w > 100 for w in sizes)
+        cards = page.locator(".card").all_inner_texts()
+        assert any("test accuracy" in c for c in cards)
+        shot = ARTEFACTS / "report.png"
+        page.screenshot(path=str(shot), full_page=True)
+    assert shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_cli_writes_the_report(tmp_path, capsys):
+    assert main(["train", "--dry-run", "--model", "cnn", "--out-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    (run_dir,) = tmp_path.iterdir()
+    assert (run_dir / "report.html").is_file() and f"report: {run_dir}" in out
+    assert main(["report", str(tmp_path / "nope")]) == 1
