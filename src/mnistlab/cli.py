@@ -289,6 +289,90 @@ def inspect(
 
 
 @app.command()
+def compare(
+    entries: list[str] = typer.Argument(
+        None,
+        help="Models (shared recipe) or presets (--recipe own); NAME:key=value,... "
+        "overrides settings, e.g. mlp:loss=ce.",
+    ),
+    suite: str = typer.Option(None, help="A ready-made comparison (see --list-suites)."),
+    list_suites: bool = typer.Option(False, "--list-suites", help="List the suites and exit."),
+    recipe: str = typer.Option(None, help="shared (one recipe for all) or own (each a preset)."),
+    preset: str = typer.Option(None, "--preset", "-p", help="The shared recipe's preset."),
+    seeds: str = typer.Option("0,1", help="Comma-separated seeds; each entry runs once per seed."),
+    epochs: int = typer.Option(None, help="Override every entry's epochs."),
+    train_subset: int = typer.Option(None, help="Train every entry on this many images."),
+    val_size: int = typer.Option(None, help="Override every entry's validation split."),
+    out: Path = typer.Option(None, help="Comparison folder. \\[default: runs/compare-<suite>]"),
+    data_dir: Path = typer.Option(
+        None, help="Dataset folder. \\[default: $MNISTLAB_DATA or the user cache]"
+    ),
+    device: str = typer.Option(None, help="auto, cpu, cuda or mps. \\[default: auto]"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Two batches per run, to check it all."),
+) -> None:
+    """Train several models over several seeds and compare accuracy, size, speed and curves.
+
+    Writes comparison.md/.csv/.json, accuracy.png, tradeoff.png, curves.png and
+    report.html. Finished runs are kept: run the same command again to continue
+    after Ctrl-C, or to add seeds.
+    """
+    from ._report import RichReporter
+    from .compare import SUITES, _slug, parse_entry
+    from .compare import compare as run_compare
+
+    if list_suites:
+        table = Table(title="mnistlab compare --suite NAME")
+        table.add_column("suite")
+        table.add_column("what")
+        for name, s in SUITES.items():
+            table.add_row(name, f"{s['about']}: {', '.join(s['entries'])}")
+        console.print(table)
+        return
+    if suite is not None:
+        if suite not in SUITES:
+            raise UsageError(f"unknown suite {suite!r}; choose one of: {', '.join(SUITES)}")
+        if entries:
+            raise UsageError("give either --suite or a list of entries, not both")
+        spec = SUITES[suite]
+        entries, recipe, preset = spec["entries"], recipe or spec["recipe"], preset or spec["base"]
+    if not entries:
+        raise UsageError("name at least two models (or presets), or a --suite")
+    recipe = recipe or "shared"
+    if recipe not in ("shared", "own"):
+        raise UsageError(f"--recipe must be shared or own, got {recipe!r}")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds must be integers separated by commas, got {seeds!r}") from None
+    if not seed_list:
+        raise UsageError("--seeds needs at least one seed")
+    overrides = {"epochs": epochs, "train_subset": train_subset, "val_size": val_size,
+                 "device": device, "dry_run": dry_run or None,
+                 "data_dir": str(data_dir) if data_dir else None}  # fmt: skip
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    parsed = [parse_entry(e, recipe, preset, overrides) for e in entries]
+    if out is not None:
+        folder = out
+    else:
+        name = suite or "-vs-".join(_slug(e.label) for e in parsed)
+        folder = Path("runs") / f"compare-{name}"
+    rows = run_compare(parsed, seed_list, folder, lambda: RichReporter(console), console.print)
+    if rows is None:
+        console.print(f"[yellow]interrupted[/]; run the same command again to continue ({folder})")
+        raise typer.Exit(130)
+    from .compare import COLUMNS
+
+    table = Table(title=f"comparison · seeds {seeds}")
+    for col, _ in COLUMNS:
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in rows:
+        table.add_row(*(f(r) for _, f in COLUMNS))
+    console.print(table)
+    console.print(f"wrote comparison.md, .csv, .json, accuracy.png, tradeoff.png, curves.png, "
+                  f"report.html in {folder}")  # fmt: skip
+
+
+@app.command()
 def report(
     run: Path = typer.Argument(..., help="A run folder."),
     data_dir: Path = typer.Option(

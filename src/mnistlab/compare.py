@@ -1,0 +1,253 @@
+"""Train several models or recipes over several seeds and compare them side by side.
+
+An *entry* is ``NAME`` or ``NAME:key=value,...``. With ``recipe="shared"`` the
+name is a model trained with one shared recipe (``base`` preset plus overrides);
+with ``recipe="own"`` it is a preset trained with its own recipe. The ``key=value``
+part overrides any training setting for that entry, e.g. ``mlp:loss=ce``.
+
+Every (entry, seed) run gets its own run folder under ``out``. Finished runs are
+kept and skipped, an interrupted one is resumed, so the same command continues a
+comparison where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from ._io import atomic_write, atomic_write_json
+from .checkpoint import load_checkpoint
+from .errors import UsageError
+from .models import list_models
+from .train import Reporter, TrainConfig, fit, read_metrics
+from .train.presets import PRESETS
+
+__all__ = ["SUITES", "Entry", "compare", "parse_entry"]
+
+SUITES: dict[str, dict] = {
+    "seed000": {
+        "about": "seed 000's plan: linear vs cnn vs inception vs resnet, one shared budget",
+        "entries": ["linear", "cnn", "inception", "resnet"],
+        "recipe": "shared",
+        "base": "seed000-compare",
+    },
+    "seed001": {
+        "about": "seed 001: mlp-small vs lenet5 (parameters and FLOPs), seed 001's recipe",
+        "entries": ["mlp-small", "lenet5"],
+        "recipe": "shared",
+        "base": "seed001-lenet5",
+    },
+    "seed002": {
+        "about": "seed 002: cross-entropy vs MSE on one-hot, same MLP and recipe",
+        "entries": ["mlp:loss=ce", "mlp:loss=mse"],
+        "recipe": "shared",
+        "base": "seed002-mlp-mse",
+    },
+    "seed004": {
+        "about": "seed 004: LeNet without and with BatchNorm+Dropout, each its own recipe",
+        "entries": ["seed004-lenet", "seed004-lenet-bn"],
+        "recipe": "own",
+        "base": None,
+    },
+}
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+@dataclass
+class Entry:
+    label: str
+    config: TrainConfig  # without seed, out_dir and run_name
+
+
+def _coerce(key: str, value: str):
+    if key not in _FIELDS or key in ("seed", "out_dir", "run_name", "model_kwargs"):
+        raise UsageError(f"cannot set {key!r} in a compare entry; use a training setting")
+    default = getattr(TrainConfig(), key)
+    kind = type(default) if default is not None else (float if key in ("mean", "std") else int)
+    try:
+        return kind(value) if kind is not bool else value.lower() in ("1", "true", "yes")
+    except ValueError:
+        raise UsageError(f"{key}={value!r}: expected a {kind.__name__}") from None
+
+
+def parse_entry(text: str, recipe: str, base: str | None, overrides: dict) -> Entry:
+    name, _, extra = text.partition(":")
+    local = {}
+    for item in filter(None, extra.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise UsageError(f"{text!r}: write settings as key=value, e.g. mlp:loss=ce")
+        local[key.strip().replace("-", "_")] = _coerce(key.strip().replace("-", "_"), value)
+    if recipe == "own":
+        if name not in PRESETS:
+            raise UsageError(f"{name!r} is not a preset; with --recipe own every entry is one")
+        cfg = TrainConfig.from_preset(name, **overrides, **local)
+    else:
+        if name not in list_models():
+            raise UsageError(f"{name!r} is not a model; see `mnistlab models`")
+        start = TrainConfig.from_preset(base) if base else TrainConfig()
+        cfg = dataclasses.replace(start, **overrides, **local, model=name)
+    return Entry(text, cfg.validate())
+
+
+def _run_folder_done(run_dir: Path) -> bool:
+    last = run_dir / "last.json"
+    return last.is_file() and json.loads(last.read_text()).get("resume", {}).get("done", False)
+
+
+@torch.inference_mode()
+def _speed(model: torch.nn.Module, device, batch: int = 1000) -> tuple[float, float]:
+    """(images per second at batch ``batch``, median single-image latency in ms)."""
+    model.eval()
+    x = torch.zeros(batch, 1, 28, 28, device=device)
+    model(x)  # warm-up
+    rates = []
+    for _ in range(3):
+        t = time.perf_counter()
+        model(x)
+        rates.append(batch / (time.perf_counter() - t))
+    one = x[:1]
+    for _ in range(5):  # first calls at a new shape pick kernels; keep them out
+        model(one)
+    lat = []
+    for _ in range(50):
+        t = time.perf_counter()
+        model(one)
+        lat.append(1000 * (time.perf_counter() - t))
+    return statistics.median(rates), statistics.median(lat)
+
+
+def _summarise(entry: Entry, runs: list[Path], device) -> dict:
+    from .summary import summarize
+
+    accs, secs, curves = [], [], []
+    for run in runs:
+        doc = json.loads((run / "best.json").read_text())
+        accs.append(doc["metrics"]["test_acc"])
+        epochs = [r for r in read_metrics(run) if r.get("type") == "epoch"]
+        secs.append(sum(r["train_seconds"] for r in epochs))
+        split = "val" if "val_acc" in epochs[0] else "test"
+        curves.append({"run": run.name, "split": split,
+                       "epochs": [r["epoch"] for r in epochs],
+                       "acc": [r[f"{split}_acc"] for r in epochs]})  # fmt: skip
+    model, _ = load_checkpoint(runs[0], device)
+    summ = summarize(model)
+    ips, latency = _speed(model, device)
+    return {
+        "label": entry.label,
+        "model": entry.config.model,
+        "seeds": len(runs),
+        "test_acc_mean": statistics.mean(accs),
+        "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "test_accs": accs,
+        "params": summ.params,
+        "mflops": summ.flops / 1e6,
+        "train_seconds": statistics.mean(secs),
+        "images_per_s": ips,
+        "latency_ms": latency,
+        "curves": curves,
+        "runs": [r.name for r in runs],
+    }
+
+
+def compare(
+    entries: list[Entry],
+    seeds: list[int],
+    out: str | os.PathLike,
+    reporter_factory=None,
+    log=print,
+) -> list[dict] | None:
+    """Train what is missing, then write comparison.{md,csv,json}, charts and report.html.
+
+    Returns the rows, or None if a run was interrupted (run the same call again to go on).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    done: dict[str, list[Path]] = {}
+    for entry in entries:
+        done[entry.label] = []
+        for seed in seeds:
+            name = f"{_slug(entry.label)}-s{seed}"
+            run_dir = out / name
+            if _run_folder_done(run_dir):
+                log(f"{name}: done already, kept")
+            else:
+                cfg = dataclasses.replace(entry.config, seed=seed, out_dir=str(out), run_name=name)
+                resume = run_dir if (run_dir / "last.json").is_file() else None
+                if run_dir.exists() and resume is None:  # started but never saved a step
+                    shutil.rmtree(run_dir)
+                log(f"{name}: {'resuming' if resume else 'training'} {entry.config.model}")
+                reporter = reporter_factory() if reporter_factory else Reporter()
+                result = fit(cfg, resume=resume, reporter=reporter)
+                if hasattr(reporter, "close"):
+                    reporter.close()
+                if result.interrupted:
+                    return None
+            done[entry.label].append(run_dir)
+    from .train import pick_device
+
+    device = pick_device(entries[0].config.device)
+    rows = [_summarise(e, done[e.label], device) for e in entries]
+    write_outputs(rows, out, seeds)
+    return rows
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
+
+
+COLUMNS = [
+    ("model", lambda r: r["label"]),
+    ("test accuracy", lambda r: f"{100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f}%"),
+    ("parameters", lambda r: f"{r['params']:,}"),
+    ("MFLOPs", lambda r: f"{r['mflops']:.2f}"),
+    ("train time (s)", lambda r: f"{r['train_seconds']:.1f}"),
+    ("images/s", lambda r: f"{r['images_per_s']:,.0f}"),
+    ("latency (ms)", lambda r: f"{r['latency_ms']:.2f}"),
+]
+
+
+def write_outputs(rows: list[dict], out: Path, seeds: list[int]) -> None:
+    from .plots_compare import plot_accuracy, plot_overlay, plot_tradeoff
+
+    header = [c for c, _ in COLUMNS]
+    cells = [[f(r) for _, f in COLUMNS] for r in rows]
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(c) + " |" for c in cells]
+    note = (f"\n\nTest accuracy: mean ± std over seeds {', '.join(map(str, seeds))}. Train "
+            "time: mean of the summed epoch times. images/s: batch 1000; latency: one image, "
+            "median of 50; both on the first seed's best checkpoint, this machine.\n")  # fmt: skip
+    atomic_write(out / "comparison.md", lambda p: p.write_text("\n".join(md) + note))
+    csv_rows = [",".join(["model", "test_acc_mean", "test_acc_std", "params", "mflops",
+                          "train_seconds", "images_per_s", "latency_ms"])]  # fmt: skip
+    for r in rows:
+        csv_rows.append(",".join(str(v) for v in (
+            r["label"], r["test_acc_mean"], r["test_acc_std"], r["params"], r["mflops"],
+            r["train_seconds"], r["images_per_s"], r["latency_ms"])))  # fmt: skip
+    atomic_write(out / "comparison.csv", lambda p: p.write_text("\n".join(csv_rows) + "\n"))
+    atomic_write_json(out / "comparison.json", {"seeds": seeds, "rows": rows})
+    plot_accuracy(rows, out / "accuracy.png")
+    plot_tradeoff(rows, out / "tradeoff.png")
+    plot_overlay(rows, out / "curves.png")
+    from .report import html_page, img_tag, table_html
+
+    body = "\n".join([
+        "<h1>Comparison</h1>",
+        f"<div class='sub'>{len(rows)} entries × seeds {', '.join(map(str, seeds))}</div>",
+        table_html(header, cells),
+        f"<p>{note.strip()}</p>",
+        img_tag(out / "accuracy.png", "test accuracy per model"),
+        img_tag(out / "tradeoff.png", "accuracy against size and compute"),
+        img_tag(out / "curves.png", "validation curves"),
+    ])  # fmt: skip
+    page = html_page("mnistlab · comparison", body)
+    atomic_write(out / "report.html", lambda p: p.write_text(page, encoding="utf-8"))
