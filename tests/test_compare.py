@@ -54,6 +54,13 @@ def test_running_again_keeps_finished_runs(compared, capsys):
     assert (compared / "cnn-s0" / "best.safetensors").stat().st_mtime_ns == before
 
 
+def test_a_kept_run_with_another_recipe_is_refused(compared, capsys):
+    other = ["--seeds", "0", "--epochs", "2", "--train-subset", "1500", "--val-size", "500"]
+    assert main(["compare", "cnn", *other, "--out", str(compared)]) == 2
+    err = capsys.readouterr().err
+    assert "another recipe" in err and "epochs=1" in err
+
+
 def test_comparison_report_renders(compared):
     with chromium_page() as page:
         page.goto((compared / "report.html").as_uri())

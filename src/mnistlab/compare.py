@@ -104,6 +104,23 @@ def _run_folder_done(run_dir: Path) -> bool:
     return last.is_file() and json.loads(last.read_text()).get("resume", {}).get("done", False)
 
 
+# settings that do not change what a run computes
+_BOOKKEEPING = {"preset", "out_dir", "run_name", "data_dir", "device", "threads", "log_every"}
+
+
+def _check_same_recipe(run_dir: Path, cfg: TrainConfig) -> None:
+    """A kept run must have been trained with this entry's recipe, or it would be reused wrongly."""
+    saved = json.loads((run_dir / "config.json").read_text())
+    wanted = cfg.to_dict()
+    diff = sorted(k for k in wanted if k not in _BOOKKEEPING and saved.get(k) != wanted[k])
+    if diff:
+        shown = ", ".join(f"{k}={saved.get(k)!r} (now {wanted[k]!r})" for k in diff[:3])
+        raise UsageError(
+            f"{run_dir} holds a run with another recipe ({shown}); "
+            "use another --out or delete that folder"
+        )
+
+
 @torch.inference_mode()
 def _speed(model: torch.nn.Module, device, batch: int = 1000) -> tuple[float, float]:
     """(images per second at batch ``batch``, median single-image latency in ms)."""
@@ -178,10 +195,12 @@ def compare(
         for seed in seeds:
             name = f"{_slug(entry.label)}-s{seed}"
             run_dir = out / name
+            cfg = dataclasses.replace(entry.config, seed=seed, out_dir=str(out), run_name=name)
+            if (run_dir / "config.json").is_file():
+                _check_same_recipe(run_dir, cfg)
             if _run_folder_done(run_dir):
                 log(f"{name}: done already, kept")
             else:
-                cfg = dataclasses.replace(entry.config, seed=seed, out_dir=str(out), run_name=name)
                 resume = run_dir if (run_dir / "last.json").is_file() else None
                 if run_dir.exists() and resume is None:  # started but never saved a step
                     shutil.rmtree(run_dir)
