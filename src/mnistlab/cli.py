@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -370,6 +371,76 @@ def compare(
     console.print(table)
     console.print(f"wrote comparison.md, .csv, .json, accuracy.png, tradeoff.png, curves.png, "
                   f"report.html in {folder}")  # fmt: skip
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="A run folder, a checkpoint or an exported .onnx file."),
+    images: list[str] = typer.Argument(..., help="Image files, folders, globs, or - for stdin."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    show: Path = typer.Option(None, help="Write a PNG of each original beside what the model saw."),
+    device: str = typer.Option("cpu", help="cpu, cuda or mps."),
+) -> None:
+    """Classify your own images of digits, preprocessed the way MNIST was made.
+
+    Works with any image Pillow reads: dark or light ink, transparent
+    backgrounds, photos of paper. A file that cannot be read gets a one-line
+    error and the others are still classified (the exit status is then 1).
+    """
+    import json as json_mod
+
+    from .predict import expand_inputs, load_predictor, predict_files
+    from .train import pick_device
+
+    predictor = load_predictor(run, str(pick_device(device)) if device != "cpu" else "cpu")
+    results = predict_files(predictor, expand_inputs(images))
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    for r in results:
+        if r.error:
+            err.print(f"[bold red]error:[/] {r.error}")
+    if as_json:
+        typer.echo(json_mod.dumps([r.to_json() for r in results], indent=2))
+    else:
+        for r in results:
+            if r.error is None:
+                top = ", ".join(f"{k} {v:.1%}" for k, v in r.top3)
+                console.print(f"{r.source}: [bold]{r.label}[/] ({r.confidence:.1%})  top 3: {top}")
+    ok = [r for r in results if r.error is None]
+    if show is not None and ok:
+        from .plots import plot_pairs
+        from .preprocess import for_display, open_image
+
+        originals = [
+            np.asarray(for_display(open_image(r.source))) if r.source != "-" else r.digit
+            for r in ok
+        ]
+        titles = [f"{predictor.name}: {r.label} ({r.confidence:.0%})" for r in ok]
+        plot_pairs(originals, [r.digit for r in ok], titles, show)
+        console.print(f"wrote {show}")
+    if len(ok) < len(results):
+        raise typer.Exit(1)
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="A run folder or a checkpoint."),
+    format: str = typer.Option("onnx", "--format", "-f", help="onnx or torchscript."),
+    out: Path = typer.Option(
+        None, "--out", "-o", help="File to write. \\[default: RUN/model.onnx]"
+    ),
+) -> None:
+    """Export the best checkpoint to ONNX or TorchScript, metadata included."""
+    from .checkpoint import load_checkpoint
+    from .export import export_onnx, export_torchscript
+
+    if format not in ("onnx", "torchscript"):
+        raise UsageError(f"--format must be onnx or torchscript, got {format!r}")
+    model, _ = load_checkpoint(run)
+    default = (run if run.is_dir() else run.parent) / (
+        "model.onnx" if format == "onnx" else "model.pt"
+    )
+    path = (export_onnx if format == "onnx" else export_torchscript)(model, out or default)
+    console.print(f"wrote {path}")
 
 
 @app.command()

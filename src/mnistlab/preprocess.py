@@ -23,14 +23,13 @@ from __future__ import annotations
 import io
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
 from .errors import MnistlabError
 
-__all__ = ["MAX_PIXELS", "PreprocessError", "load_digit", "open_image", "to_mnist"]
+__all__ = ["MAX_PIXELS", "PreprocessError", "for_display", "load_digit", "open_image", "to_mnist"]
 
 MAX_PIXELS = 4096 * 4096  # larger images are refused (decompression-bomb guard)
 WORK_SIDE = 512  # images are reduced to at most this for the analysis steps
@@ -213,7 +212,17 @@ def _mnist_geometry(ink: np.ndarray) -> np.ndarray:
     return np.round(out * 255).astype(np.uint8)
 
 
+def for_display(img: Image.Image) -> Image.Image:
+    """RGB for showing a person the original: transparency shown on white."""
+    if img.mode in ("RGBA", "LA", "PA") or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba).convert("RGB")
+    if img.mode.startswith("I") or img.mode == "F":
+        return Image.fromarray(np.uint8(_grey(img) * 255))
+    return img.convert("RGB")
+
+
 def load_digit(source: str | os.PathLike | bytes, name: str | None = None) -> np.ndarray:
     """``to_mnist(open_image(source))``: a (28, 28) uint8 digit from a file or bytes."""
-    label = name or (Path(source).name if not isinstance(source, bytes) else "image")
+    label = name or (str(source) if not isinstance(source, bytes) else "image")
     return to_mnist(open_image(source, label), label)

@@ -1,0 +1,133 @@
+"""Classify your own images: one predictor for checkpoints and ONNX files.
+
+``load_predictor`` takes a run folder, a checkpoint (.json/.safetensors) or an
+exported .onnx file; ``predict_files`` runs the shared preprocessing on each
+image and returns one result per input, errors included, so one bad file never
+stops a batch.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import MnistlabError, UsageError
+from .preprocess import PreprocessError, load_digit
+
+__all__ = ["Predictor", "expand_inputs", "load_predictor", "predict_files"]
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+@dataclass
+class Predictor:
+    name: str
+    class_names: list[str]
+    mean: float
+    std: float
+    run: object  # callable: float32 (N, 1, 28, 28) normalised -> logits (N, C) numpy
+
+    def probs(self, digits: np.ndarray) -> np.ndarray:
+        """Softmax probabilities ``(N, C)`` for uint8 digits ``(N, 28, 28)``."""
+        x = (digits.astype(np.float32)[:, None] / 255.0 - self.mean) / self.std
+        logits = np.asarray(self.run(x.astype(np.float32)), dtype=np.float64)
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+
+def load_predictor(path: str | os.PathLike, device: str = "cpu") -> Predictor:
+    p = Path(path)
+    if p.suffix == ".onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise MnistlabError(
+                "predicting from ONNX needs the export extras: pip install 'mnistlab[export]'"
+            ) from None
+        from .export import onnx_metadata
+
+        if not p.is_file():
+            raise MnistlabError(f"{p}: file not found")
+        try:
+            session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise MnistlabError(f"{p}: not a readable ONNX model ({type(e).__name__})") from None
+        meta = onnx_metadata(session)
+        return Predictor(meta["name"], list(meta["class_names"]), meta["mean"], meta["std"],
+                         lambda x: session.run(None, {"input": x})[0])  # fmt: skip
+    from .checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(p, device)
+    meta = model.meta
+
+    @torch.inference_mode()
+    def run(x: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
+
+    return Predictor(meta.name, list(meta.class_names), meta.mean, meta.std, run)
+
+
+def expand_inputs(items: list[str]) -> list[str]:
+    """Files as given, folders' images (sorted), quoted globs expanded; ``-`` is stdin."""
+    out: list[str] = []
+    for item in items:
+        p = Path(item)
+        if item == "-":
+            out.append("-")
+        elif p.is_dir():
+            found = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise UsageError(f"{item}: folder has no image files")
+            out += found
+        elif any(c in item for c in "*?[") and not p.exists():
+            found = sorted(glob.glob(item))
+            if not found:
+                raise UsageError(f"{item}: no files match")
+            out += found
+        else:
+            out.append(item)
+    return out
+
+
+@dataclass
+class Result:
+    source: str
+    label: str | None = None
+    confidence: float | None = None
+    top3: list[tuple[str, float]] = field(default_factory=list)
+    digit: np.ndarray | None = None  # the 28x28 the model saw
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        if self.error:
+            return {"file": self.source, "error": self.error}
+        return {"file": self.source, "label": self.label, "confidence": self.confidence,
+                "top3": [{"label": k, "probability": v} for k, v in self.top3]}  # fmt: skip
+
+
+def predict_files(predictor: Predictor, sources: list[str]) -> list[Result]:
+    results, digits = [], []
+    for src in sources:
+        try:
+            data = sys.stdin.buffer.read() if src == "-" else src
+            digit = load_digit(data, "stdin" if src == "-" else src)
+            results.append(Result(src, digit=digit))
+            digits.append(digit)
+        except PreprocessError as e:
+            results.append(Result(src, error=str(e)))
+    if digits:
+        probs = iter(predictor.probs(np.stack(digits)))
+        names = predictor.class_names
+        for r in results:
+            if r.error is None:
+                p = next(probs)
+                order = np.argsort(-p)[:3]
+                r.label, r.confidence = names[order[0]], float(p[order[0]])
+                r.top3 = [(names[i], float(p[i])) for i in order]
+    return results
