@@ -37,6 +37,17 @@ def mnist(mnist_dir):
     return load_data("mnist", mnist_dir, "cpu", val_size=5000, seed=0)
 
 
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory, mnist_dir) -> Path:
+    """A cnn trained for one epoch with the default recipe (about 98% on MNIST test)."""
+    from mnistlab import TrainConfig, fit
+
+    out = tmp_path_factory.mktemp("trained")
+    return fit(
+        TrainConfig(model="cnn", epochs=1, out_dir=str(out), data_dir=str(mnist_dir))
+    ).run_dir
+
+
 @pytest.fixture(autouse=True)
 def _isolate(monkeypatch, tmp_path_factory, mnist_dir):
     # Tests must never download: point the data lookup at the real files and the

@@ -93,3 +93,13 @@ def test_inspect_cli(small_run, capsys):
                      "kernels_3.png"]  # fmt: skip
     assert main(["inspect", str(small_run), "--index", "10000"]) == 2
     assert "--index" in capsys.readouterr().err
+
+
+def test_inspect_own_image(small_run, tmp_path, mnist):
+    from PIL import Image
+
+    Image.fromarray(255 - mnist.test[0][0, 0].numpy()).resize((90, 90)).save(tmp_path / "d.png")
+    assert main(["inspect", str(small_run), "--image", str(tmp_path / "d.png"), "--out",
+                 str(tmp_path / "o")]) == 0  # fmt: skip
+    assert (tmp_path / "o" / "input.png").is_file()
+    assert main(["inspect", str(small_run), "--image", str(tmp_path / "missing.png")]) == 1

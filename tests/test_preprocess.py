@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from mnistlab import TrainConfig, fit, load_checkpoint
+from mnistlab import load_checkpoint
 from mnistlab.evaluation import predict_probs
 from mnistlab.preprocess import MAX_PIXELS, PreprocessError, load_digit, open_image, to_mnist
 
@@ -18,11 +18,8 @@ N = 200
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory, mnist_dir):
-    """A cnn trained for one epoch with the default recipe (about 98% on MNIST test)."""
-    out = tmp_path_factory.mktemp("runs")
-    run = fit(TrainConfig(model="cnn", epochs=1, out_dir=str(out), data_dir=str(mnist_dir)))
-    return load_checkpoint(run.run_dir)[0]
+def model(trained_run):
+    return load_checkpoint(trained_run)[0]
 
 
 @pytest.fixture(scope="module")

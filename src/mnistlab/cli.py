@@ -269,6 +269,7 @@ def evaluate(
 def inspect(
     run: Path = typer.Argument(..., help="A run folder, or a checkpoint .json/.safetensors."),
     index: int = typer.Option(0, min=0, help="Which test image to feed in."),
+    image: Path = typer.Option(None, help="Your own image instead (preprocessed like predict)."),
     out: Path = typer.Option(None, help="Folder for the pictures. \\[default: RUN/inspect]"),
     data_dir: Path = typer.Option(
         None, help="Dataset folder. \\[default: $MNISTLAB_DATA or the user cache]"
@@ -280,10 +281,17 @@ def inspect(
     from .inside import inspect_model
 
     model, doc = load_checkpoint(run / "best.json" if run.is_dir() else run)
-    images, labels = load_split(doc.get("dataset", "mnist"), "test", data_dir)
-    if index >= len(images):
-        raise UsageError(f"--index must be below {len(images)}, got {index}")
-    x, label = images[index], model.meta.class_names[int(labels[index])]
+    if image is not None:
+        import torch
+
+        from .preprocess import load_digit
+
+        x, label = torch.from_numpy(load_digit(image)).unsqueeze(0), ""  # (1, 28, 28) uint8
+    else:
+        images, labels = load_split(doc.get("dataset", "mnist"), "test", data_dir)
+        if index >= len(images):
+            raise UsageError(f"--index must be below {len(images)}, got {index}")
+        x, label = images[index], model.meta.class_names[int(labels[index])]
     out_dir = out or ((run if run.is_dir() else run.parent) / "inspect")
     files = inspect_model(model, x, out_dir, label)
     console.print(f"wrote {len(files)} pictures to {out_dir}: " + ", ".join(f.name for f in files))
