@@ -12,17 +12,14 @@ import pytest
 import torch
 from PIL import Image
 
-from mnistlab import TrainConfig, fit, load_checkpoint
+from mnistlab import load_checkpoint
 from mnistlab.cli import main
 from mnistlab.data import normalize
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory, mnist_dir):
-    out = tmp_path_factory.mktemp("runs")
-    return fit(
-        TrainConfig(model="cnn", epochs=1, out_dir=str(out), data_dir=str(mnist_dir))
-    ).run_dir
+def run(trained_run):
+    return trained_run
 
 
 @pytest.fixture(scope="module")
