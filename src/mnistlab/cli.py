@@ -452,6 +452,25 @@ def export(
 
 
 @app.command()
+def serve(
+    run: Path = typer.Argument(..., help="A run folder, a checkpoint or an exported .onnx file."),
+    host: str = typer.Option("127.0.0.1", help="Interface to bind; localhost unless you mean it."),
+    port: int = typer.Option(8000, min=1, max=65535, help="Port."),
+    device: str = typer.Option("cpu", help="cpu, cuda or mps."),
+) -> None:
+    """Serve the drawing page and the JSON API (POST /api/predict; docs at /docs)."""
+    try:
+        import uvicorn
+
+        from .web import create_app
+    except ImportError:
+        raise MnistlabError("the web app needs its extras: pip install 'mnistlab[web]'") from None
+    app_ = create_app(run, device)
+    console.print(f"serving {run} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)")
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
+
+
+@app.command()
 def report(
     run: Path = typer.Argument(..., help="A run folder."),
     data_dir: Path = typer.Option(

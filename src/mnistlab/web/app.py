@@ -1,0 +1,191 @@
+"""FastAPI app: ``/`` (the drawing page), ``POST /api/predict``, ``GET /api/model``,
+``GET /healthz`` and the OpenAPI docs at ``/docs``.
+
+The model is loaded once; inference runs in a worker thread, off the event loop.
+Uploads are read into memory only (multipart is parsed here, not spooled to a
+temp file), so the server never writes to disk. Limits: a request body of at most
+2 MB and an image of at most 4096 x 4096 pixels.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import os
+from email import policy
+from email.parser import BytesParser
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from ..preprocess import PreprocessError, open_image, to_mnist
+
+__all__ = ["MAX_BODY", "MAX_SIDE", "create_app"]
+
+MAX_BODY = 2 * 1024 * 1024
+MAX_SIDE = 4096
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status, self.message = status, message
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused with 413 as soon as it passes MAX_BODY (declared or streamed)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY:
+        raise ApiError(413, f"request body over {MAX_BODY // (1024 * 1024)} MB")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise ApiError(413, f"request body over {MAX_BODY // (1024 * 1024)} MB")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _image_bytes(content_type: str, body: bytes) -> bytes:
+    """The image inside a multipart upload, a JSON data URL or a raw image body."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind == "multipart/form-data":
+        msg = BytesParser(policy=policy.HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body
+        )
+        if not msg.is_multipart():
+            raise ApiError(422, "malformed multipart body")
+        for part in msg.iter_parts():
+            if part.get_param("name", header="content-disposition") in ("file", "image"):
+                return part.get_payload(decode=True) or b""
+        raise ApiError(422, "multipart upload has no 'file' (or 'image') field")
+    if kind == "application/json":
+        try:
+            data = json.loads(body)
+            url = data["image"]
+            header, _, payload = url.partition(",")
+            if not header.startswith("data:image/") or ";base64" not in header:
+                raise ValueError
+            return base64.b64decode(payload, validate=True)
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise ApiError(422, 'expected JSON {"image": "data:image/png;base64,..."}') from None
+    if kind.startswith("image/"):
+        return body
+    raise ApiError(
+        415, f"unsupported content type {kind or 'none'!r}; send multipart, JSON or an image"
+    )
+
+
+def _png_data_url(pixels: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def create_app(run: str | os.PathLike, device: str = "cpu") -> FastAPI:
+    """The app for the model in ``run`` (a run folder, checkpoint or .onnx file)."""
+    from ..predict import load_predictor
+
+    predictor = load_predictor(run, device)
+    info = _model_info(Path(run), predictor)
+    page = files("mnistlab.web").joinpath("static/index.html").read_text(encoding="utf-8")
+    app = FastAPI(
+        title="mnistlab",
+        version=info["mnistlab_version"],
+        description="Handwritten-digit recognition. POST an image, get the digit back.",
+    )
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/api/model")
+    async def model_info() -> dict:
+        """The model's name, size, accuracy, classes and normalisation."""
+        return info
+
+    @app.post(
+        "/api/predict",
+        openapi_extra={"requestBody": {"content": {
+            "multipart/form-data": {"schema": {"type": "object", "properties": {
+                "file": {"type": "string", "format": "binary"}}}},
+            "application/json": {"schema": {"type": "object", "properties": {
+                "image": {"type": "string", "example": "data:image/png;base64,iVBORw0..."}}}},
+        }}},
+    )  # fmt: skip
+    async def predict(request: Request, input28: bool = True) -> dict:
+        """Classify one image (multipart field ``file``, or JSON ``{"image": data URL}``).
+
+        Returns the label, its confidence, all class probabilities and, unless
+        ``input28=false``, the 28x28 image the model saw as a PNG data URL.
+        Errors: 413 too large, 415 wrong type, 422 undecodable or blank.
+        """
+        body = await _read_body(request)
+        data = _image_bytes(request.headers.get("content-type", ""), body)
+        digit, probs = await run_in_threadpool(_classify, predictor, data)
+        order = np.argsort(-probs)
+        out = {
+            "label": predictor.class_names[order[0]],
+            "confidence": float(probs[order[0]]),
+            "probabilities": [float(p) for p in probs],
+            "classes": predictor.class_names,
+        }
+        if input28:
+            out["input28"] = _png_data_url(digit)
+        return out
+
+    return app
+
+
+def _classify(predictor, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    if not data:
+        raise ApiError(422, "empty image")
+    try:
+        img = open_image(data, "image")
+        if max(img.size) > MAX_SIDE:
+            raise ApiError(
+                413, f"image is {img.size[0]}x{img.size[1]}; at most {MAX_SIDE}x{MAX_SIDE}"
+            )
+        digit = to_mnist(img, "image")
+    except PreprocessError as e:
+        status = 413 if "over the limit" in str(e) or "too many pixels" in str(e) else 422
+        raise ApiError(status, str(e)) from None
+    return digit, predictor.probs(digit[None])[0]
+
+
+def _model_info(run: Path, predictor) -> dict:
+    from .. import __version__
+
+    info = {"name": predictor.name, "classes": predictor.class_names, "mean": predictor.mean,
+            "std": predictor.std, "parameters": None, "test_accuracy": None,
+            "mnistlab_version": __version__}  # fmt: skip
+    if run.suffix != ".onnx":
+        from ..checkpoint import read_checkpoint_json
+
+        doc, _ = read_checkpoint_json(run)
+        info["test_accuracy"] = doc.get("metrics", {}).get("test_acc")
+        info["source"] = doc["model"].get("source", "")
+        from ..models import create_model
+        from ..train import count_params
+
+        info["parameters"] = count_params(create_model(predictor.name, **doc["model"]["kwargs"]))
+    return info

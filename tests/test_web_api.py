@@ -1,0 +1,126 @@
+"""The JSON API with FastAPI's test client: every input path and every error."""
+
+from __future__ import annotations
+
+import base64
+import io
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from mnistlab.web import create_app
+from mnistlab.web.app import MAX_BODY
+
+
+@pytest.fixture(scope="module")
+def client(trained_run):
+    return TestClient(create_app(trained_run))
+
+
+@pytest.fixture(scope="module")
+def seven(mnist) -> bytes:
+    """The first MNIST test digit (a 7) as a black-on-white 140x140 PNG."""
+    a = 255 - mnist.test[0][0, 0].numpy()
+    buf = io.BytesIO()
+    Image.fromarray(a).resize((140, 140), Image.BICUBIC).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_health_model_and_docs(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    info = client.get("/api/model").json()
+    assert info["name"] == "cnn" and info["parameters"] == 21_840
+    assert info["classes"] == [str(i) for i in range(10)] and 0.95 < info["test_accuracy"] <= 1
+    assert client.get("/docs").status_code == 200
+    assert "/api/predict" in client.get("/openapi.json").json()["paths"]
+    page = client.get("/")
+    assert page.status_code == 200 and "<canvas" in page.text
+    assert "http://" not in page.text and "https://" not in page.text  # no CDN: works offline
+
+
+def test_multipart_upload(client, seven):
+    r = client.post("/api/predict", files={"file": ("seven.png", seven, "image/png")})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["label"] == "7" and body["confidence"] > 0.5
+    assert len(body["probabilities"]) == 10 and sum(body["probabilities"]) == pytest.approx(1)
+    assert body["confidence"] == max(body["probabilities"])
+    head, _, data = body["input28"].partition(",")
+    assert head == "data:image/png;base64"
+    digit = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))
+    assert digit.shape == (28, 28) and digit.max() > 200  # white ink on black, like MNIST
+
+
+def test_json_data_url(client, seven):
+    url = "data:image/png;base64," + base64.b64encode(seven).decode()
+    r = client.post("/api/predict?input28=false", json={"image": url})
+    assert r.status_code == 200 and r.json()["label"] == "7" and "input28" not in r.json()
+
+
+def test_raw_image_body(client, seven):
+    r = client.post("/api/predict", content=seven, headers={"Content-Type": "image/png"})
+    assert r.status_code == 200 and r.json()["label"] == "7"
+
+
+@pytest.mark.parametrize(
+    "kwargs,status,needle",
+    [
+        ({"content": b"hello", "headers": {"Content-Type": "text/plain"}}, 415, "unsupported"),
+        ({"content": b"{}", "headers": {}}, 415, "unsupported"),
+        ({"json": {"image": "not a data url"}}, 422, "expected JSON"),
+        ({"json": {"picture": "x"}}, 422, "expected JSON"),
+        ({"json": {"image": "data:image/png;base64,!!!"}}, 422, "expected JSON"),
+        ({"files": {"file": ("x.png", b"not an image", "image/png")}}, 422, "not an image"),
+        ({"files": {"other": ("x.png", b"abc", "image/png")}}, 422, "no 'file'"),
+        ({"files": {"file": ("b.png", b"", "image/png")}}, 422, "empty image"),
+    ],
+)
+def test_bad_requests(client, kwargs, status, needle):
+    r = client.post("/api/predict", **kwargs)
+    assert r.status_code == status
+    assert needle in r.json()["error"]
+
+
+def test_blank_image_is_422(client):
+    r = client.post("/api/predict", files={"file": ("b.png", _png(Image.new("L", (64, 64), 255)))})
+    assert r.status_code == 422 and "no ink" in r.json()["error"]
+
+
+def test_too_large_body_is_413(client):
+    r = client.post("/api/predict", files={"file": ("big.png", b"\0" * (MAX_BODY + 1))})
+    assert r.status_code == 413 and "2 MB" in r.json()["error"]
+
+
+def test_too_many_pixels_is_413(client):
+    wide = _png(Image.new("1", (5000, 40), 0))  # small file, too wide
+    r = client.post("/api/predict", files={"file": ("wide.png", wide, "image/png")})
+    assert r.status_code == 413 and "4096" in r.json()["error"]
+
+
+def test_nothing_is_written_to_disk(client, seven, monkeypatch):
+    import tempfile
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(args)
+        raise AssertionError("the server tried to write a temporary file")
+
+    # a spooled upload rolls over through tempfile.TemporaryFile; any other write goes
+    # through mkstemp or NamedTemporaryFile
+    for name in ("TemporaryFile", "NamedTemporaryFile", "mkstemp"):
+        monkeypatch.setattr(tempfile, name, refuse)
+    big = _png(Image.fromarray(np.random.default_rng(0).integers(0, 255, (1100, 1100), np.uint8)))
+    assert 1024 * 1024 < len(big) < MAX_BODY  # over Starlette's 1 MB spool limit
+    r = client.post("/api/predict", files={"file": ("noise.png", big, "image/png")})
+    assert r.status_code in (200, 422)
+    r = client.post("/api/predict", files={"file": ("seven.png", seven, "image/png")})
+    assert r.status_code == 200 and calls == []

@@ -1,0 +1,118 @@
+"""End to end: a real uvicorn on 127.0.0.1, Debian's Chromium, a mouse drawing digits."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .browser import chromium_page
+
+ARTEFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnistlab", "serve", str(trained_run), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(),
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url + "/healthz", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"server did not start: {proc.stdout.read().decode()[-2000:]}")
+            time.sleep(0.2)
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _stroke(page, points):
+    box = page.locator("#pad").bounding_box()
+    xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for p in xy[1:]:
+        page.mouse.move(*p)
+    page.mouse.up()
+
+
+def _answer(page):
+    page.wait_for_function("document.getElementById('label').textContent !== '–'")
+    page.wait_for_timeout(400)  # let a debounced request settle
+    bars = page.eval_on_selector_all(".bar", "els => els.map(e => +e.dataset.p)")
+    return page.locator("#label").inner_text(), bars
+
+
+def _canvas_is_blank(page) -> bool:
+    return page.evaluate(
+        """() => { const c = document.getElementById('pad');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        for (let i = 0; i < d.length; i++) if (d[i] !== 255) return false; return true; }"""
+    )
+
+
+def test_draw_one_clear_draw_zero(server):
+    ARTEFACTS.mkdir(exist_ok=True)
+    with chromium_page(1100, 800) as page:
+        page.goto(server + "/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('cnn')")
+        assert _canvas_is_blank(page)
+
+        _stroke(page, [(0.5, 0.15 + 0.7 * i / 20) for i in range(21)])  # a vertical "1"
+        label, bars = _answer(page)
+        assert label == "1" and max(range(10), key=bars.__getitem__) == 1
+        assert page.locator(".bar.top").get_attribute("data-class") == "1"
+        assert page.locator("#input28").get_attribute("src").startswith("data:image/png")
+        assert not _canvas_is_blank(page)
+
+        page.click("#clear")
+        assert _canvas_is_blank(page)
+        assert page.locator("#label").inner_text() == "–"
+        assert all(
+            b == 0 for b in page.eval_on_selector_all(".bar", "e => e.map(x => +x.dataset.p)")
+        )
+
+        loop = [(0.5 + 0.2 * math.sin(t), 0.5 - 0.32 * math.cos(t))
+                for t in [2 * math.pi * i / 40 for i in range(43)]]  # fmt: skip
+        _stroke(page, loop)  # a "0"
+        label, bars = _answer(page)
+        assert label == "0" and max(range(10), key=bars.__getitem__) == 0
+        page.screenshot(path=str(ARTEFACTS / "web.png"))
+
+        page.click("#undo")  # undo the only stroke: blank again
+        assert _canvas_is_blank(page)
+        page.wait_for_function("document.getElementById('label').textContent === '–'")
+
+
+def test_phone_viewport_has_no_horizontal_scroll(server):
+    with chromium_page(390, 844) as page:
+        page.goto(server + "/")
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390
+        pad = page.locator("#pad").bounding_box()
+        assert pad["width"] > 250  # the pad fills the phone's width
+        assert (
+            page.evaluate("getComputedStyle(document.getElementById('pad')).touchAction") == "none"
+        )
+        page.screenshot(path=str(ARTEFACTS / "web-phone.png"), full_page=True)
