@@ -66,6 +66,9 @@ _RECIPE = {
     "model": typer.Option(
         None, "--model", "-m", help="Model name (see `mnistlab models`)." + _default("model")
     ),
+    "ops": typer.Option(
+        None, help="Conv/pool implementation for lenet5: torch, im2col or loops (from scratch)."
+    ),
     "dataset": typer.Option(None, help="mnist or fashion-mnist." + _default("dataset")),
     "epochs": typer.Option(None, "--epochs", "-e", help="Epochs to train." + _default("epochs")),
     "batch_size": typer.Option(
@@ -114,6 +117,7 @@ def train(
     ),
     list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit."),
     model: str = _RECIPE["model"],
+    ops: str = _RECIPE["ops"],
     dataset: str = _RECIPE["dataset"],
     epochs: int = _RECIPE["epochs"],
     batch_size: int = _RECIPE["batch_size"],
@@ -162,6 +166,8 @@ def train(
         extra = ["dry_run"] * dry_run + ["preset"] * bool(preset)
         flags = ", ".join("--" + k.replace("_", "-") for k in [*given, *extra])
         raise UsageError(f"--resume continues the run's saved recipe; drop {flags}")
+    if "ops" in given:
+        given["model_kwargs"] = {"ops": given.pop("ops")}
     cfg = TrainConfig.from_preset(preset, **given) if preset else TrainConfig(**given)
     if data_dir is not None:
         cfg.data_dir = str(data_dir)

@@ -110,7 +110,7 @@ def create_model(
     try:
         model = entry.fn(num_classes=len(class_names), **kwargs)
     except TypeError as e:
-        raise MnistlabError(f"model {name!r}: bad arguments {kwargs} ({e})") from None
+        raise UsageError(f"model {name!r}: bad arguments {kwargs} ({e})") from None
     model.meta = ModelMeta(
         name=name,
         kwargs=dict(kwargs),

@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ops import layers
 from ._registry import register_model
 
 
@@ -16,13 +17,16 @@ class LeNet5(nn.Module):
     the network, so the model does the same bilinear resize as its first step.
     """
 
-    def __init__(self, num_classes: int = 10):
+    def __init__(self, num_classes: int = 10, ops: str = "torch"):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 6, 5)
-        self.pool1 = nn.MaxPool2d(2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.pool2 = nn.AvgPool2d(2)
-        self.conv3 = nn.Conv2d(16, 120, 5)
+        # ops picks the convolution/pooling implementation (see mnistlab.ops); the
+        # parameter names are the same for all three, so weights move between them
+        conv, maxpool, avgpool = layers(ops)
+        self.conv1 = conv(1, 6, 5)
+        self.pool1 = maxpool(2)
+        self.conv2 = conv(6, 16, 5)
+        self.pool2 = avgpool(2)
+        self.conv3 = conv(16, 120, 5)
         self.fc1 = nn.Linear(120, 84)
         self.fc2 = nn.Linear(84, num_classes)
 
@@ -36,9 +40,12 @@ class LeNet5(nn.Module):
 
 
 @register_model("lenet5", source="seed 001: LeNet-5 on 32x32 inputs (Resize(32))")
-def lenet5(num_classes: int = 10) -> nn.Module:
-    """Classic LeNet-5: conv 6@5x5, max-pool, conv 16@5x5, avg-pool, conv 120@5x5, fc 84, fc 10."""
-    return LeNet5(num_classes)
+def lenet5(num_classes: int = 10, ops: str = "torch") -> nn.Module:
+    """Classic LeNet-5: conv 6@5x5, max-pool, conv 16@5x5, avg-pool, conv 120@5x5, fc 84, fc 10.
+
+    ``ops="im2col"`` or ``"loops"`` swaps in the from-scratch layers of ``mnistlab.ops``.
+    """
+    return LeNet5(num_classes, ops)
 
 
 def _lenet28(num_classes: int, bn: bool) -> nn.Sequential:
