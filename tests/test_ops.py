@@ -122,3 +122,13 @@ def test_functional_forms_match_torch():
     w = torch.randn(4, 3, 3, 3)
     _close(im2col.conv2d(x, w, None, 1, 1), F.conv2d(x, w, None, 1, 1))
     _close(im2col.pool2d(x, 2, 2, 0, "mean"), F.avg_pool2d(x, 2))
+
+
+def test_ops_bench_reports_every_implementation(capsys):
+    from mnistlab.cli import main
+
+    assert main(["ops-bench", "--batches", "1", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    for ops in ("torch", "im2col", "loops"):
+        assert f"│ {ops}" in out
+    assert main(["ops-bench", "--batches", "x"]) == 2

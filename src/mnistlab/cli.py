@@ -476,6 +476,41 @@ def serve(
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
+@app.command("ops-bench")
+def ops_bench(
+    batches: str = typer.Option("1,64", help="Comma-separated batch sizes."),
+    repeats: int = typer.Option(5, min=1, help="Timed repeats per measurement (median)."),
+    threads: int = typer.Option(None, min=1, help="CPU threads for torch."),
+) -> None:
+    """Time LeNet-5 with the from-scratch layers (loops, im2col) against torch's."""
+    import torch
+
+    from .ops.bench import bench_ops
+
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        sizes = [int(b) for b in batches.split(",") if b.strip()]
+    except ValueError:
+        raise UsageError(
+            f"--batches must be integers separated by commas, got {batches!r}"
+        ) from None
+    rows = bench_ops(sizes, repeats)
+    table = Table(title=f"LeNet-5 per batch, {torch.get_num_threads()} CPU threads, median of runs")
+    for col in ("ops", "batch", "forward ms", "× torch", "fwd+bwd ms", "× torch "):
+        table.add_column(col, justify="left" if col == "ops" else "right")
+    for r in rows:
+        table.add_row(r["ops"], str(r["batch"]), f"{r['forward_ms']:.2f}", f"{r['forward_x']:.1f}",
+                      f"{r['train_ms']:.2f}", f"{r['train_x']:.1f}")  # fmt: skip
+    console.print(table)
+    capped = [r for r in rows if r["measured_batch"] < r["batch"]]
+    if capped:
+        console.print(
+            f"loops: timed on {capped[0]['measured_batch']} images per call and scaled to the "
+            "batch (its cost grows linearly with the batch); fewer repeats."
+        )
+
+
 @app.command()
 def report(
     run: Path = typer.Argument(..., help="A run folder."),
