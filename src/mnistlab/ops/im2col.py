@@ -17,11 +17,11 @@ The backward passes are written out in ``torch.autograd.Function``s:
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ._base import ConvBase
 
 __all__ = ["AvgPool2d", "Conv2d", "MaxPool2d", "conv2d", "pool2d"]
 
@@ -101,19 +101,8 @@ def pool2d(x, kernel_size: int, stride: int | None = None, padding: int = 0, mod
     return _Pool2dFn.apply(x, kernel_size, stride or kernel_size, padding, mode)
 
 
-class Conv2d(nn.Module):
+class Conv2d(ConvBase):
     """Drop-in for ``torch.nn.Conv2d`` (square kernel, int stride and padding)."""
-
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # as torch.nn.Conv2d
-        if self.bias is not None:
-            bound = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
-            nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return conv2d(x, self.weight, self.bias, self.stride, self.padding)

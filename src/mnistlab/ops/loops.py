@@ -10,11 +10,11 @@ Same interface and parameter names as ``torch.nn.Conv2d`` / ``MaxPool2d`` /
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ._base import ConvBase
 
 __all__ = ["AvgPool2d", "Conv2d", "MaxPool2d"]
 
@@ -23,19 +23,7 @@ def _out_size(size: int, k: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - k) // stride + 1
 
 
-class Conv2d(nn.Module):
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True):
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kernel_size, kernel_size))
-        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
-        # the same initialisation as torch.nn.Conv2d
-        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
-        if self.bias is not None:
-            bound = 1 / math.sqrt(in_channels * kernel_size * kernel_size)
-            nn.init.uniform_(self.bias, -bound, bound)
-
+class Conv2d(ConvBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s, p = self.kernel_size, self.stride, self.padding
         x = F.pad(x, (p, p, p, p))  # (N, C, H + 2p, W + 2p)
