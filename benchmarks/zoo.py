@@ -90,6 +90,11 @@ def mflops(name: str) -> float:
     return count_flops(create_model(name)) / 1e6
 
 
+def _run_folder_done(run_dir: Path) -> bool:
+    last = run_dir / "last.json"
+    return last.is_file() and json.loads(last.read_text())["resume"]["done"]
+
+
 def run(only: list[str]) -> None:
     for job, _model, args, seeds, _ in JOBS:
         if only and job not in only:
@@ -97,7 +102,7 @@ def run(only: list[str]) -> None:
         for seed in seeds:
             name = f"{job}-s{seed}"
             last = OUT / name / "last.json"
-            if last.is_file() and json.loads(last.read_text())["resume"]["done"]:
+            if _run_folder_done(OUT / name):
                 continue
             resume = ["--resume", str(OUT / name)] if last.is_file() else None
             cmd = [sys.executable, "-m", "mnistlab", "train"]
@@ -117,10 +122,13 @@ def run(only: list[str]) -> None:
 def report() -> None:
     rows = []
     for job, model, args, seeds, seed_fig in JOBS:
-        accs, secs = [], []
+        accs, secs, unfinished = [], [], []
         for seed in seeds:
             best = OUT / f"{job}-s{seed}" / "best.json"
-            if best.is_file():
+            if best.is_file() and not _run_folder_done(best.parent):
+                resume = json.loads((best.parent / "last.json").read_text())["resume"]
+                unfinished.append(f"seed {seed} stopped at epoch {resume['epoch']}")
+            elif best.is_file():
                 m = json.loads(best.read_text())["metrics"]
                 hist = [
                     json.loads(ln)
@@ -129,7 +137,7 @@ def report() -> None:
                 accs.append(100 * m["test_acc"])
                 secs.append(sum(r["train_seconds"] for r in hist if r["type"] == "epoch"))
         if not accs:
-            acc = "not run yet"
+            acc = f"not finished ({'; '.join(unfinished)})" if unfinished else "not run yet"
         elif len(accs) == 1:
             acc = f"{accs[0]:.2f}% (1 seed)"
         else:
