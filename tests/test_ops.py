@@ -24,6 +24,18 @@ CONVS = [
 POOLS = [(2, 2, 0, 28, 28), (3, 2, 1, 9, 13), (3, 1, 1, 7, 6), (2, 1, 0, 5, 8)]
 
 
+def _same_as_torch(ref: nn.Module, mine: nn.Module, x: torch.Tensor) -> None:
+    """Equal outputs, and equal input gradients for the same upstream gradient."""
+    x = x.detach().requires_grad_()
+    x2 = x.detach().clone().requires_grad_()
+    y_ref, y = ref(x), mine(x2)
+    _close(y, y_ref)
+    g = torch.randn_like(y_ref)
+    y_ref.backward(g)
+    y.backward(g)
+    _close(x2.grad, x.grad)
+
+
 def _close(a, b, tol=1e-5):
     """max |a - b| <= tol, scaled up only where the values themselves exceed 1: a weight
     gradient sums thousands of float32 products and is often ~100 in size."""
@@ -39,14 +51,7 @@ def test_conv_forward_and_gradients_equal_torch(impl, cfg):
     ref = nn.Conv2d(c_in, c_out, k, stride=s, padding=p)
     mine = IMPLS[impl].Conv2d(c_in, c_out, k, stride=s, padding=p)
     mine.load_state_dict(ref.state_dict())
-    x = torch.randn(3, c_in, h, w, requires_grad=True)
-    x2 = x.detach().clone().requires_grad_()
-    y_ref, y = ref(x), mine(x2)
-    _close(y, y_ref)
-    g = torch.randn_like(y_ref)
-    y_ref.backward(g)
-    y.backward(g)
-    _close(x2.grad, x.grad)
+    _same_as_torch(ref, mine, torch.randn(3, c_in, h, w))
     _close(mine.weight.grad, ref.weight.grad)
     _close(mine.bias.grad, ref.bias.grad)
 
@@ -59,14 +64,7 @@ def test_pool_forward_and_gradients_equal_torch(impl, kind, cfg):
     ref = (nn.MaxPool2d if kind == "max" else nn.AvgPool2d)(k, stride=s, padding=p)
     mine = getattr(IMPLS[impl], "MaxPool2d" if kind == "max" else "AvgPool2d")(k, s, p)
     torch.manual_seed(1)
-    x = torch.randn(2, 3, h, w, requires_grad=True)
-    x2 = x.detach().clone().requires_grad_()
-    y_ref, y = ref(x), mine(x2)
-    _close(y, y_ref)
-    g = torch.randn_like(y_ref)
-    y_ref.backward(g)
-    y.backward(g)
-    _close(x2.grad, x.grad)
+    _same_as_torch(ref, mine, torch.randn(2, 3, h, w))
 
 
 # small shapes: gradcheck perturbs every input element in float64

@@ -155,7 +155,7 @@ def train(
     one-cycle schedule, batch 256, 2 epochs. Ctrl-C stops after the current step and
     saves the state; `--resume RUN` continues exactly where it stopped.
     """
-    from ._report import RichReporter
+    from ._progress import RichReporter
     from .train import TrainConfig, fit
 
     if list_presets:
@@ -331,7 +331,7 @@ def compare(
     report.html. Finished runs are kept: run the same command again to continue
     after Ctrl-C, or to add seeds.
     """
-    from ._report import RichReporter
+    from ._progress import RichReporter
     from .compare import SUITES, _slug, parse_entry
     from .compare import compare as run_compare
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..data.loader import DeviceLoader, normalize
+from ..metrics import confusion_matrix
 from .optim import LossFn
 
 __all__ = ["EpochPosition", "StopFlag", "evaluate", "train_one_epoch"]
@@ -167,8 +168,7 @@ def evaluate(
         loss_sum += loss_fn(logits, y).double() * len(y)
         preds[i : i + batch_size] = logits.argmax(1)
     model.train(was_training)
-    confusion = torch.bincount(labels * num_classes + preds, minlength=num_classes**2)
-    confusion = confusion.reshape(num_classes, num_classes).cpu()
+    confusion = confusion_matrix(labels, preds, num_classes).cpu()
     correct = int(confusion.diag().sum())
     out = {
         "loss": loss_sum.item() / max(n, 1),
