@@ -105,7 +105,9 @@ def _run_folder_done(run_dir: Path) -> bool:
 
 
 # settings that do not change what a run computes
-_BOOKKEEPING = {"preset", "out_dir", "run_name", "data_dir", "device", "threads", "log_every"}
+_BOOKKEEPING = {
+    "preset", "out_dir", "run_name", "data_dir", "device", "threads", "log_every", "channels_last",
+}  # fmt: skip
 
 
 def _check_same_recipe(run_dir: Path, cfg: TrainConfig) -> None:

@@ -42,6 +42,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
+    # NHWC weights and activations: 1.2-1.35x faster convolutions on CPU (benchmarks/results.md)
+    channels_last: bool = True
     log_every: int = 100
     out_dir: str = "runs"
     run_name: str | None = None

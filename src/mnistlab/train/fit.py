@@ -131,6 +131,9 @@ def fit(
     model = create_model(
         cfg.model, mean=mean, std=std, class_names=info.classes, **cfg.model_kwargs
     ).to(device)
+    if cfg.channels_last:
+        # only 4-D (conv) weights change layout; a (N, 1, 28, 28) input already fits NHWC
+        model = model.to(memory_format=torch.channels_last)
     epochs = 1 if cfg.dry_run else cfg.epochs
     loader = DeviceLoader(
         *data.train, cfg.batch_size, mean, std, shuffle=True, seed=cfg.seed,

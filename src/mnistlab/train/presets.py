@@ -62,9 +62,12 @@ PRESETS: dict[str, dict] = {
     },
     "best": {
         "_about": "ours, most accurate: best net, random-affine augmentation, Adam + "
-        "one-cycle, label smoothing 0.1, batch 128, 20 epochs",
+        "one-cycle, label smoothing 0.1, batch 128, 30 epochs on all 60k, last epoch kept",
+        # The recipe was tuned on a 55k/5k split (validation flat from epoch 13 of 20);
+        # the final run trains on all 60k and keeps the last, fully annealed epoch.
         "model": "best", "optimizer": "adam", "lr": 0.005, "schedule": "onecycle",
-        "batch_size": 128, "epochs": 20, "augment": "affine", "label_smoothing": 0.1,
+        "batch_size": 128, "epochs": 30, "augment": "affine", "label_smoothing": 0.1,
+        "val_size": 0,
     },
 }  # fmt: skip
 
