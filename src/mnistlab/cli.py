@@ -481,6 +481,34 @@ def serve(
     uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="A seconds-long smoke run (for CI)."),
+    out: Path = typer.Option(Path("benchmarks/results.md"), help="Markdown file to write."),
+    only: str = typer.Option(
+        None, help="Comma-separated sections: data, time99, inference, scaling. \\[default: all]"
+    ),
+    device: str = typer.Option("cpu", help="cpu, cuda, mps or auto: where training runs."),
+    data_dir: Path = typer.Option(None, help="MNIST folder. \\[default: the usual lookup]"),
+) -> None:
+    """Measure speed side by side and write benchmarks/results.md (and .json).
+
+    Data path (device-resident vs per-sample loader), time to 99% (fast vs the
+    canonical example, median of 5 seeds), inference (eager, torch.compile, ONNX
+    Runtime) and scaling (batch size, threads). The full run takes about half an
+    hour on a 2-core CPU.
+    """
+    from .bench import SECTIONS, run_bench
+    from .train import pick_device
+
+    sections = tuple(s.strip() for s in only.split(",") if s.strip()) if only else SECTIONS
+    path = run_bench(
+        out, quick=quick, sections=sections, device=pick_device(device),
+        data_dir=str(data_dir) if data_dir else None, log=console.print,
+    )  # fmt: skip
+    console.print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
 @app.command("ops-bench")
 def ops_bench(
     batches: str = typer.Option("1,64", help="Comma-separated batch sizes."),

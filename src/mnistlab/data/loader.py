@@ -18,7 +18,7 @@ import torch
 from ..errors import UsageError
 from .datasets import DatasetInfo, get_dataset, load_arrays
 
-__all__ = ["DeviceLoader", "MnistData", "load_data", "load_split", "normalize"]
+__all__ = ["DeviceLoader", "MnistData", "hold_out", "load_data", "load_split", "normalize"]
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
@@ -54,21 +54,29 @@ def load_data(
     info = get_dataset(dataset)
     x_tr, y_tr = load_split(dataset, "train", data_dir, device)
     x_te, y_te = load_split(dataset, "test", data_dir, device)
-    n = len(x_tr)
+    (x_tr, y_tr), val = hold_out(x_tr, y_tr, val_size, seed, train_subset)
+    return MnistData(info, (x_tr, y_tr), val, (x_te, y_te))
+
+
+def hold_out(
+    x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int, train_subset: int | None = None
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor] | None]:
+    """(train, val): ``val_size`` images picked by a permutation seeded with ``seed``."""
+    n = len(x)
     if not 0 <= val_size < n:
         raise UsageError(f"--val-size must be between 0 and {n - 1}, got {val_size}")
     val = None
     if val_size or train_subset:
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(x.device)
         val_idx, tr_idx = perm[:val_size], perm[val_size:]
         if train_subset:
             if train_subset < 1:
                 raise UsageError(f"--train-subset must be positive, got {train_subset}")
             tr_idx = tr_idx[:train_subset]
         if val_size:
-            val = (x_tr[val_idx], y_tr[val_idx])
-        x_tr, y_tr = x_tr[tr_idx], y_tr[tr_idx]
-    return MnistData(info, (x_tr, y_tr), val, (x_te, y_te))
+            val = (x[val_idx], y[val_idx])
+        x, y = x[tr_idx], y[tr_idx]
+    return (x, y), val
 
 
 def load_split(

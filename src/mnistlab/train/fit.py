@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .._alloc import keep_freed_memory
 from .._io import atomic_write, atomic_write_json
 from ..checkpoint import load_checkpoint, read_checkpoint_json, save_checkpoint
 from ..data.augment import make_augment
@@ -120,6 +121,8 @@ def fit(
     if device_override:
         cfg.device = device_override
     device = pick_device(cfg.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -56,9 +56,9 @@ PRESETS: dict[str, dict] = {
         "epochs": 8, "mean": 0.0, "std": 1.0, **_NO_SCHEDULE, **_ALL_TRAIN,
     },
     "fast": {
-        "_about": "ours, the default: fast net, Adam + one-cycle, batch 256, 2 epochs",
+        "_about": "ours, shortest time to 99%: fast net, Adam + one-cycle, batch 96, 1 epoch",
         "model": "fast", "optimizer": "adam", "lr": 0.01, "schedule": "onecycle",
-        "batch_size": 256, "epochs": 2,
+        "batch_size": 96, "epochs": 1,
     },
     "best": {
         "_about": "ours, most accurate: best net, random-affine augmentation, Adam + "

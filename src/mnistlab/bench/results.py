@@ -1,0 +1,196 @@
+"""Run the benchmark sections and write them as Markdown (plus the raw figures as JSON)."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from .._alloc import keep_freed_memory
+from .._io import atomic_write
+from ..data.loader import load_data
+from ..errors import UsageError
+from .sections import Budget, data_path, inference, scaling, time_to_99
+
+__all__ = ["SECTIONS", "run_bench"]
+
+SECTIONS = ("data", "time99", "inference", "scaling")
+QUICK = Budget(
+    images=2048, repeats=1, seeds=1, canonical_seeds=1, max_steps=4, latency_runs=5,
+    throughput_runs=1, batch_sizes=(64, 256), threads=(1,),
+)  # fmt: skip
+
+
+def machine(device: torch.device) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    dev = str(device)
+    if device.type == "cuda":
+        dev = f"cuda ({torch.cuda.get_device_name(device)})"
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpu": cpu, "logical_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+        "python": platform.python_version(), "os": platform.platform(), "device": dev,
+    }  # fmt: skip
+
+
+def run_bench(
+    out: str | os.PathLike, quick: bool = False, sections: tuple[str, ...] = SECTIONS,
+    device: torch.device | None = None, data_dir: str | None = None,
+    log: Callable[[str], None] = print,
+) -> Path:  # fmt: skip
+    """Run ``sections`` and write ``out`` (Markdown) and ``out`` with ``.json`` beside it."""
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise UsageError(f"unknown bench section {unknown[0]!r}; choose from {', '.join(SECTIONS)}")
+    device = device or torch.device("cpu")
+    keep_freed_memory()  # as `mnistlab train` does, so both sides run on a tuned allocator
+    budget = QUICK if quick else Budget()
+    data = load_data("mnist", data_dir, device, val_size=0)
+    results: dict = {"machine": machine(device), "quick": quick, "budget": budget.__dict__}
+    steps = {
+        "data": lambda: data_path(data, device, budget),
+        "time99": lambda: time_to_99(data, device, budget),
+        "inference": lambda: inference(data, budget),
+        "scaling": lambda: scaling(data, device, budget),
+    }
+    for name in sections:
+        log(f"bench: {name} ...")
+        t = time.perf_counter()
+        results[name] = steps[name]()
+        log(f"bench: {name} done in {time.perf_counter() - t:.0f} s")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    text = to_markdown(results)
+    atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
+    blob = json.dumps(results, indent=1, default=_jsonable)
+    atomic_write(out.with_suffix(".json"), lambda p: p.write_text(blob, encoding="utf-8"))
+    return out
+
+
+def _jsonable(v):
+    return None if v == float("inf") else str(v)
+
+
+def _s(v: float | None) -> str:
+    return "not reached" if v is None or v == float("inf") else f"{v:.2f} s"
+
+
+def to_markdown(r: dict) -> str:
+    m = r["machine"]
+    cmd = (
+        "`mnistlab bench --quick` (a smoke run: its figures mean nothing)"
+        if r["quick"]
+        else "`mnistlab bench`"
+    )
+    lines = [
+        "# mnistlab bench results",
+        "",
+        f"Written by {cmd}. Every ratio compares two things measured in "
+        "this same run, on this machine.",
+        "",
+        f"- **machine:** {m['cpu']}, {m['logical_cores']} logical cores, {m['os']}",
+        f"- **software:** torch {m['torch']} ({m['torch_threads']} threads), Python {m['python']}",
+        f"- **device:** {m['device']} · **date:** {m['date']}",
+        "",
+    ]
+    if "data" in r:
+        d = r["data"]
+        lines += [
+            "## 1. Data path",
+            "",
+            f"`{d['model']}` with seed 000's recipe (`--preset {d['preset']}`), one epoch of "
+            f"{d['images']:,} images per loader, {d['repeats']} epochs each, interleaved; "
+            "median training seconds, loading included.",
+            "",
+            "| loader | median epoch | runs (s) | test acc after the epoch |",
+            "|---|---:|---|---|",
+        ]
+        about = {
+            "device": "mnistlab: the split as one uint8 tensor on the device",
+            "per-sample": "the seeds': PIL image -> ToTensor -> Normalize -> DataLoader collate",
+        }
+        for k, label in about.items():
+            runs = ", ".join(f"{t:.2f}" for t in d["seconds"][k])
+            accs = ", ".join(f"{100 * a:.2f}%" for a in d["test_acc"][k])
+            lines.append(f"| {label} | {d['median'][k]:.2f} s | {runs} | {accs} |")
+        lines += ["", f"**Device-resident loader: {d['speedup']:.1f}x faster per epoch.**", ""]
+    if "time99" in r:
+        t = r["time99"]
+        tgt = f"{100 * t['target']:.1f}%"
+        lines += [
+            f"## 2. Time to {tgt} test accuracy",
+            "",
+            f"Training seconds until the test accuracy first reaches {tgt}, evaluated every "
+            "half epoch (evaluation time excluded; listed below). Median over seeds "
+            "0..N-1; a seed that never reaches it counts as infinitely slow.",
+            "",
+            "| recipe | loader | median | median epochs | seeds at target | per seed | eval time |",
+            "|---|---|---:|---:|---:|---|---:|",
+        ]
+        for preset in ("fast", "seed003-example"):
+            p = t[preset]
+            per = ", ".join(_s(x["seconds"]).replace(" s", "") for x in p["runs"])
+            ep = p["median_epochs"]
+            ep_s = "-" if ep == float("inf") else f"{ep:.1f}"
+            lines.append(
+                f"| `--preset {preset}` | {p['loader']} | {_s(p['median'])} | {ep_s} "
+                f"| {p['reached']}/{p['seeds']} | {per} | {p['eval_seconds']:.1f} s |"
+            )
+        sp = t["speedup"]
+        sp_s = f"{sp:.0f}x" if sp == sp and sp != float("inf") else "n/a"
+        lines += ["", f"**`fast` reaches {tgt} {sp_s} sooner than the canonical example.**", ""]
+    if "inference" in r:
+        i = r["inference"]
+        lines += [
+            "## 3. Inference (CPU)",
+            "",
+            f"`{i['model']}`: throughput on a batch of {i['batch']} test images (median), and "
+            f"single-image latency over {i['runs']} calls of `predict`'s path: read a PNG, "
+            "preprocess it to 28x28 (`to_mnist`), run the model.",
+            "",
+            "| backend | images/s (batch) | vs eager | latency p50 | latency p99 |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for row in i["rows"]:
+            if "note" in row:
+                lines.append(f"| {row['backend']} | {row['note']} | | | |")
+            else:
+                lines.append(
+                    f"| {row['backend']} | {row['images_per_s']:,.0f} | {row['throughput_x']:.2f}x "
+                    f"| {row['p50_ms']:.2f} ms | {row['p99_ms']:.2f} ms |"
+                )
+        if i.get("compile_seconds"):
+            lines += ["", f"torch.compile's first call took {i['compile_seconds']:.1f} s."]
+        lines.append("")
+    if "scaling" in r:
+        s = r["scaling"]
+        lines += [
+            "## 4. Scaling",
+            "",
+            f"The default recipe's network (`{s['model']}`, {s['fwd_mflops']:.2f} MFLOPs per "
+            "image forward), one training epoch scaled to 60,000 images. GFLOP/s counts "
+            "forward+backward as 3x the forward FLOPs.",
+            "",
+            "| threads | batch | layout | epoch | steps/s | GFLOP/s |",
+            "|---:|---:|---|---:|---:|---:|",
+        ]
+        for row in s["rows"]:
+            layout = "NHWC" if row["channels_last"] else "NCHW"
+            lines.append(
+                f"| {row['threads']} | {row['batch']} | {layout} | {row['epoch_seconds']:.2f} s "
+                f"| {row['steps_per_s']:.1f} | {row['gflops']:.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines)

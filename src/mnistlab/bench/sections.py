@@ -1,0 +1,274 @@
+"""The four measurements of ``mnistlab bench``; each returns plain data for the report.
+
+Every comparison runs both sides in this one process, interleaved where it is
+repeated, so that a ratio compares like with like on whatever machine runs it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..data.augment import make_augment
+from ..data.loader import DeviceLoader, MnistData, hold_out
+from ..models import create_model
+from ..train.config import TrainConfig
+from ..train.optim import make_loss, make_optimizer, make_scheduler
+from .persample import persample_loader
+from .timing import time_epoch, time_to_accuracy
+
+__all__ = ["Budget", "data_path", "inference", "scaling", "time_to_99"]
+
+
+@dataclass
+class Budget:
+    """How much of each measurement to run: the full benchmark or the CI smoke run."""
+
+    images: int | None = None  # train on the first N images only (None: all)
+    repeats: int = 3  # data path: epochs per loader
+    seeds: int = 5  # time to 99%
+    canonical_seeds: int = 5
+    max_steps: int | None = None  # cap on steps per time-to-99% run
+    latency_runs: int = 200
+    throughput_runs: int = 5
+    batch_sizes: tuple[int, ...] = (64, 128, 256, 512, 1024)
+    threads: tuple[int, ...] = (1, 2)
+
+
+def _recipe(cfg: TrainConfig, steps_per_epoch: int, device, mean: float, std: float):
+    """Model, optimiser, scheduler and loss exactly as ``fit`` builds them for ``cfg``."""
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.model, mean=mean, std=std, **cfg.model_kwargs).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
+    sched = make_scheduler(cfg.schedule, opt, cfg.epochs, steps_per_epoch, cfg.step_size, cfg.gamma)
+    return model, opt, sched, make_loss(cfg.loss, cfg.label_smoothing)
+
+
+def _train_split(data: MnistData, budget: Budget) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = data.train
+    return (x[: budget.images], y[: budget.images]) if budget.images else (x, y)
+
+
+def _device_loader(cfg: TrainConfig, x, y, mean, std) -> DeviceLoader:
+    return DeviceLoader(
+        x, y, cfg.batch_size, mean, std, shuffle=True, seed=cfg.seed, drop_last=True,
+        augment=make_augment(cfg.augment),
+    )  # fmt: skip
+
+
+def data_path(data: MnistData, device, budget: Budget) -> dict:
+    """One epoch of seed 000's recipe for ``cnn`` on each loader, ``repeats`` times, interleaved."""
+    cfg = TrainConfig.from_preset("seed000-cnn")
+    mean, std = data.info.mean, data.info.std
+    x, y = _train_split(data, budget)
+    times: dict[str, list[float]] = {"device": [], "per-sample": []}
+    accs: dict[str, list[float]] = {"device": [], "per-sample": []}
+    from ..train.loop import evaluate
+
+    for rep in range(budget.repeats):
+        for kind in times:
+            cfg.seed = rep
+            if kind == "device":
+                batches = _device_loader(cfg, x, y, mean, std).batches(1)
+                steps = len(x) // cfg.batch_size
+            else:
+                batches = persample_loader(x.cpu(), y.cpu(), cfg.batch_size, mean, std, rep)
+                steps = len(batches)
+            model, opt, sched, loss_fn = _recipe(cfg, steps, device, mean, std)
+            seconds, _ = time_epoch(model, batches, opt, loss_fn, device, sched)
+            times[kind].append(seconds)
+            accs[kind].append(evaluate(model, *data.test, mean, std, loss_fn)["acc"])
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "model": cfg.model, "preset": "seed000-cnn", "images": len(x), "repeats": budget.repeats,
+        "seconds": times, "median": med, "test_acc": accs,
+        "speedup": med["per-sample"] / med["device"],
+    }  # fmt: skip
+
+
+def time_to_99(data: MnistData, device, budget: Budget, target: float = 0.99) -> dict:
+    """Median training seconds until the test accuracy first reaches ``target``, over seeds.
+
+    ``fast`` runs on the device loader, ``seed003-example`` (the canonical PyTorch
+    example) on the seeds' per-sample loader; both are evaluated every half epoch.
+    """
+    mean, std = data.info.mean, data.info.std
+    out = {}
+    for preset, kind, n_seeds in (
+        ("fast", "device", budget.seeds),
+        ("seed003-example", "per-sample", budget.canonical_seeds),
+    ):
+        runs = []
+        for seed in range(n_seeds):
+            cfg = TrainConfig.from_preset(preset, seed=seed)
+            # the recipe's own training split: fast holds out val_size images, seed 003 none
+            (x, y), _ = hold_out(*data.train, cfg.val_size, seed)
+            if budget.images:
+                x, y = x[: budget.images], y[: budget.images]
+            if kind == "device":
+                loader = _device_loader(cfg, x, y, mean, std)
+                steps, batches = len(loader), loader.batches
+            else:
+                pl = persample_loader(x.cpu(), y.cpu(), cfg.batch_size, mean, std, seed)
+                steps, batches = len(pl), (lambda epoch, pl=pl: pl)
+            model, opt, sched, loss_fn = _recipe(cfg, steps, device, mean, std)
+            r = time_to_accuracy(
+                model, batches, steps, opt, loss_fn, sched, data.test, mean, std, device,
+                target=target, max_epochs=cfg.epochs, max_steps=budget.max_steps,
+            )  # fmt: skip
+            runs.append({"seed": seed, **r})
+        reached = [r["seconds"] for r in runs if r["seconds"] is not None]
+        out[preset] = {
+            "loader": kind, "runs": runs, "reached": len(reached), "seeds": n_seeds,
+            # a seed that never reached the target counts as infinitely slow
+            "median": statistics.median([r["seconds"] or float("inf") for r in runs]),
+            "median_epochs": statistics.median([r["epochs"] or float("inf") for r in runs]),
+            "eval_seconds": sum(r["eval_seconds"] for r in runs),
+        }  # fmt: skip
+    out["speedup"] = out["seed003-example"]["median"] / out["fast"]["median"]
+    out["target"] = target
+    return out
+
+
+def _median_time(fn, runs: int) -> float:
+    fn()  # warm-up
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
+
+
+def _backends(model: torch.nn.Module, tmp) -> dict:
+    """name -> (batch callable on a float32 numpy array, or the reason it is unavailable)."""
+    import numpy as np
+
+    from ..export import export_onnx
+
+    @torch.inference_mode()
+    def eager(x: np.ndarray) -> np.ndarray:
+        return model(torch.from_numpy(x)).numpy()
+
+    out = {"torch eager": eager}
+    try:
+        compiled = torch.compile(model)
+        probe = np.zeros((2, 1, 28, 28), np.float32)
+        t = time.perf_counter()
+        with torch.inference_mode():
+            compiled(torch.from_numpy(probe))
+        out["compile_seconds"] = time.perf_counter() - t
+
+        @torch.inference_mode()
+        def comp(x: np.ndarray) -> np.ndarray:
+            return compiled(torch.from_numpy(x)).numpy()
+
+        out["torch.compile"] = comp
+    except Exception as e:  # inductor needs a C++ compiler; report, do not fail
+        out["torch.compile"] = f"unavailable ({type(e).__name__}: {str(e).splitlines()[0][:80]})"
+    try:
+        import onnxruntime as ort
+
+        path = export_onnx(model, tmp / "model.onnx")
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        out["ONNX Runtime"] = lambda x: session.run(None, {"input": x})[0]
+    except Exception as e:  # the export extras are optional
+        out["ONNX Runtime"] = f"unavailable ({type(e).__name__}); pip install 'mnistlab[export]'"
+    return out
+
+
+def inference(data: MnistData, budget: Budget, model_name: str = "fast") -> dict:
+    """Throughput at batch 1000, and single-image latency through ``predict``'s whole path.
+
+    Runs on the CPU, where a digit recogniser is usually served. The latency covers
+    reading a PNG, the shared preprocessing (``to_mnist``) and the model. Speed does
+    not depend on the weights, so an untrained ``model_name`` is used.
+    """
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from ..predict import Predictor, predict_files
+
+    torch.manual_seed(0)
+    model = create_model(model_name).eval()
+    meta = model.meta
+    x = (data.test[0][:1000].cpu().numpy().astype(np.float32) / 255 - meta.mean) / meta.std
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        # a user's photo-like input: a real test digit, dark ink on white, upscaled
+        digit = 255 - data.test[0][0, 0].cpu().numpy()
+        png = tmp / "digit.png"
+        Image.fromarray(digit).resize((280, 280), Image.BILINEAR).save(png)
+        backends = _backends(model, tmp)
+        for name in ("torch eager", "torch.compile", "ONNX Runtime"):
+            run = backends[name]
+            if isinstance(run, str):
+                rows.append({"backend": name, "note": run})
+                continue
+            batch_s = _median_time(lambda run=run: run(x), budget.throughput_runs)
+            pred = Predictor(meta.name, list(meta.class_names), meta.mean, meta.std, run)
+            lat = []
+            predict_files(pred, [str(png)])  # warm-up
+            for _ in range(budget.latency_runs):
+                t = time.perf_counter()
+                predict_files(pred, [str(png)])
+                lat.append(1000 * (time.perf_counter() - t))
+            lat.sort()
+            p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+            rows.append({
+                "backend": name, "images_per_s": len(x) / batch_s,
+                "p50_ms": lat[len(lat) // 2], "p99_ms": p99,
+            })  # fmt: skip
+    base = rows[0]["images_per_s"]
+    for r in rows:
+        if "images_per_s" in r:
+            r["throughput_x"] = r["images_per_s"] / base
+    return {
+        "model": model_name, "batch": len(x), "runs": budget.latency_runs, "rows": rows,
+        "compile_seconds": backends.get("compile_seconds"),
+    }  # fmt: skip
+
+
+def scaling(data: MnistData, device, budget: Budget) -> dict:
+    """Training epoch time of the default recipe against batch size and CPU threads.
+
+    Also times the default batch with NHWC turned off, the layout choice this
+    benchmark justified. Achieved GFLOP/s (forward+backward counted as 3x the
+    forward) shows whether a setting is bound by arithmetic or by per-step overhead.
+    """
+    from ..summary import count_flops
+
+    base = TrainConfig()
+    mean, std = data.info.mean, data.info.std
+    x, y = _train_split(data, budget)
+    fwd_flops = count_flops(create_model(base.model))
+    before = torch.get_num_threads()
+    rows = []
+    settings = [(t, b, True) for t in budget.threads for b in budget.batch_sizes]
+    settings.append((max(budget.threads), base.batch_size, False))
+    try:
+        for threads, batch, nhwc in settings:
+            if device.type == "cpu":
+                torch.set_num_threads(threads)
+            cfg = TrainConfig(batch_size=batch, channels_last=nhwc)
+            loader = _device_loader(cfg, x, y, mean, std)
+            model, opt, sched, loss_fn = _recipe(cfg, len(loader), device, mean, std)
+            seconds, seen = time_epoch(model, loader.batches(1), opt, loss_fn, device, sched)
+            rows.append({
+                "threads": threads, "batch": batch, "channels_last": nhwc, "seconds": seconds,
+                "images": seen, "epoch_seconds": seconds * 60000 / seen,
+                "steps_per_s": len(loader) / seconds,
+                "gflops": 3 * fwd_flops * seen / seconds / 1e9,
+            })  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    return {"model": base.model, "rows": rows, "fwd_mflops": fwd_flops / 1e6}
