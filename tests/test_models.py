@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -75,6 +77,38 @@ def test_backward_has_finite_gradients(name, batch):
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_channels_last_computes_the_same_function(name, batch):
+    # Training runs NHWC by default (--channels-last). Both float32 layouts are held
+    # against a float64 reference. NCHW agrees to ~1e-6; NHWC BatchNorm on the CPU
+    # computes batch statistics less precisely (~1e-4 in activations, a few
+    # percent in gradients of BN nets), so its bounds are looser, but a layout bug
+    # (a permuted axis, a wrong stride) would be off by order one.
+    torch.manual_seed(0)
+    nchw = create_model(name)
+    exact = copy.deepcopy(nchw).double()
+    nhwc = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    models = {"nchw": nchw, "nhwc": nhwc, "exact": exact}
+    for m in (m for model in models.values() for m in model.modules()):
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0  # masks are drawn in memory order, so they differ between layouts
+    x, y = batch
+    outs, grads = {}, {}
+    for key, model in models.items():  # train mode: BatchNorm uses the batch statistics
+        outs[key] = model(x.double() if key == "exact" else x)
+        F.cross_entropy(outs[key], y).backward()
+        grads[key] = [p.grad.double() for p in model.parameters()]
+    scale = outs["exact"].abs().max()
+    biggest = max(g.norm() for g in grads["exact"])
+    for key, out_tol, grad_tol in (("nchw", 1e-5, 1e-2), ("nhwc", 1e-3, 5e-2)):
+        assert (outs[key].double() - outs["exact"]).abs().max() / scale < out_tol, key
+        params = zip(nchw.named_parameters(), grads[key], grads["exact"], strict=True)
+        for (pname, _), g, truth in params:
+            if truth.norm() > 1e-6 * biggest:  # a bias right before BatchNorm has zero gradient
+                rel = ((g - truth).norm() / truth.norm()).item()
+                assert rel < grad_tol, f"{key} {pname}: gradient off by {rel:.1e} (relative)"
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -145,7 +145,7 @@ def train(
     device: str = typer.Option(None, help="auto, cpu, cuda or mps. \\[default: auto]"),
     threads: int = typer.Option(None, help="CPU threads for torch. \\[default: torch's choice]"),
     channels_last: bool = typer.Option(
-        True, help="Keep conv weights and activations NHWC: faster on CPU, same maths."
+        True, help="Keep conv weights and activations NHWC: faster on CPU (benchmarks/results.md)."
     ),
     dry_run: bool = typer.Option(
         False, "--dry-run", help="One epoch of 2 batches: checks everything runs."

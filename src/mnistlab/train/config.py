@@ -16,7 +16,7 @@ SCHEDULES = ("none", "step", "cosine", "onecycle")
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run. The defaults are the default recipe: ``fast`` to 99% in ~30 s on CPU."""
+    """Every knob of a run. The defaults are the default recipe: ``fast``, 2 epochs, ~99.2%."""
 
     model: str = "fast"
     model_kwargs: dict = field(default_factory=dict)
