@@ -182,17 +182,18 @@ def to_markdown(r: dict) -> str:
             "## 4. Scaling",
             "",
             f"The default recipe's network (`{s['model']}`, {s['fwd_mflops']:.2f} MFLOPs per "
-            "image forward), one training epoch scaled to 60,000 images. GFLOP/s counts "
-            "forward+backward as 3x the forward FLOPs.",
+            "image forward), one training epoch (the default recipe, one-cycle over that "
+            "epoch) scaled to 60,000 images. GFLOP/s counts forward+backward as 3x the "
+            "forward FLOPs. The test accuracy (one seed) shows what a batch size costs.",
             "",
-            "| threads | batch | layout | epoch | steps/s | GFLOP/s |",
-            "|---:|---:|---|---:|---:|---:|",
+            "| threads | batch | layout | epoch | steps/s | GFLOP/s | test acc after it |",
+            "|---:|---:|---|---:|---:|---:|---:|",
         ]
         for row in s["rows"]:
             layout = "NHWC" if row["channels_last"] else "NCHW"
             lines.append(
                 f"| {row['threads']} | {row['batch']} | {layout} | {row['epoch_seconds']:.2f} s "
-                f"| {row['steps_per_s']:.1f} | {row['gflops']:.1f} |"
+                f"| {row['steps_per_s']:.1f} | {row['gflops']:.1f} | {100 * row['test_acc']:.2f}% |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from ..data.augment import make_augment
 from ..data.loader import DeviceLoader, MnistData, hold_out
 from ..models import create_model
 from ..train.config import TrainConfig
+from ..train.loop import evaluate
 from ..train.optim import make_loss, make_optimizer, make_scheduler
 from .persample import persample_loader
 from .timing import time_epoch, time_to_accuracy
@@ -68,8 +69,6 @@ def data_path(data: MnistData, device, budget: Budget) -> dict:
     x, y = _train_split(data, budget)
     times: dict[str, list[float]] = {"device": [], "per-sample": []}
     accs: dict[str, list[float]] = {"device": [], "per-sample": []}
-    from ..train.loop import evaluate
-
     for rep in range(budget.repeats):
         for kind in times:
             cfg.seed = rep
@@ -262,15 +261,16 @@ def scaling(data: MnistData, device, budget: Budget) -> dict:
         for threads, batch, nhwc in settings:
             if device.type == "cpu":
                 torch.set_num_threads(threads)
-            cfg = TrainConfig(batch_size=batch, channels_last=nhwc)
+            cfg = TrainConfig(batch_size=batch, channels_last=nhwc, epochs=1)
             loader = _device_loader(cfg, x, y, mean, std)
             model, opt, sched, loss_fn = _recipe(cfg, len(loader), device, mean, std)
             seconds, seen = time_epoch(model, loader.batches(1), opt, loss_fn, device, sched)
+            acc = evaluate(model, *data.test, mean, std, loss_fn)["acc"]
             rows.append({
                 "threads": threads, "batch": batch, "channels_last": nhwc, "seconds": seconds,
                 "images": seen, "epoch_seconds": seconds * 60000 / seen,
                 "steps_per_s": len(loader) / seconds,
-                "gflops": 3 * fwd_flops * seen / seconds / 1e9,
+                "gflops": 3 * fwd_flops * seen / seconds / 1e9, "test_acc": acc,
             })  # fmt: skip
     finally:
         torch.set_num_threads(before)
