@@ -48,7 +48,7 @@ JOBS = [
         (0, 1),
         "compared on size only",
     ),
-    ("cnn", "cnn", "--preset seed000-cnn", (0, 1), "99.0% after 10 epochs"),
+    ("cnn", "cnn", "--preset seed000-cnn", (0, 1, 2, 3, 4), "99.0% after 10 epochs"),
     (
         "inception",
         "inception",
@@ -80,7 +80,7 @@ JOBS = [
         (0,),
         "~99.2% after 14 epochs",
     ),
-    ("fast", "fast", "--preset fast", (0, 1, 2), "ours: 99% in ~30 s on CPU"),
+    ("fast", "fast", "--preset fast", (0, 1, 2, 3, 4), "ours: 99% in one epoch"),
     ("best", "best", "--preset best", (0,), "goal ≥ 99.70%"),
 ]
 

@@ -118,6 +118,15 @@ def test_quick_bench_writes_every_section(quick_results):
     assert {(r["threads"], r["batch"]) for r in data["scaling"]["rows"]} >= {(1, 64), (1, 256)}
 
 
+def test_a_partial_run_keeps_the_other_sections(quick_results):
+    before = json.loads(quick_results.with_suffix(".json").read_text())
+    assert main(["bench", "--quick", "--only", "data", "--out", str(quick_results)]) == 0
+    after = json.loads(quick_results.with_suffix(".json").read_text())
+    assert after["time99"] == before["time99"] and after["scaling"] == before["scaling"]
+    assert after["data"]["seconds"] != before["data"]["seconds"]  # measured again
+    assert "## 4. Scaling" in quick_results.read_text()
+
+
 def test_bench_rejects_an_unknown_section(tmp_path, capsys):
     assert main(["bench", "--quick", "--only", "data,speed", "--out", str(tmp_path / "r.md")]) == 2
     err = capsys.readouterr().err.strip()

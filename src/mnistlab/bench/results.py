@@ -58,7 +58,9 @@ def run_bench(
     keep_freed_memory()  # as `mnistlab train` does, so both sides run on a tuned allocator
     budget = QUICK if quick else Budget()
     data = load_data("mnist", data_dir, device, val_size=0)
+    out = Path(out)
     results: dict = {"machine": machine(device), "quick": quick, "budget": budget.__dict__}
+    previous = _previous(out.with_suffix(".json"), results, sections)
     steps = {
         "data": lambda: data_path(data, device, budget),
         "time99": lambda: time_to_99(data, device, budget),
@@ -68,15 +70,30 @@ def run_bench(
     for name in sections:
         log(f"bench: {name} ...")
         t = time.perf_counter()
-        results[name] = steps[name]()
+        results[name] = steps[name]() | {"measured": time.strftime("%Y-%m-%d %H:%M")}
         log(f"bench: {name} done in {time.perf_counter() - t:.0f} s")
-    out = Path(out)
+    # a partial run (--only) keeps the other sections of the same kind of run
+    results = {**previous, **results}
     out.parent.mkdir(parents=True, exist_ok=True)
     text = to_markdown(results)
     atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
     blob = json.dumps(results, indent=1, default=_jsonable)
     atomic_write(out.with_suffix(".json"), lambda p: p.write_text(blob, encoding="utf-8"))
     return out
+
+
+def _previous(path: Path, now: dict, sections: tuple[str, ...]) -> dict:
+    """Sections of an earlier run to keep: same quick/full mode, same machine and torch."""
+    if set(sections) == set(SECTIONS) or not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    same = old.get("quick") == now["quick"] and all(
+        old.get("machine", {}).get(k) == now["machine"][k] for k in ("cpu", "torch", "device")
+    )
+    return {k: old[k] for k in SECTIONS if k in old} if same else {}
 
 
 def _jsonable(v):
@@ -97,8 +114,8 @@ def to_markdown(r: dict) -> str:
     lines = [
         "# mnistlab bench results",
         "",
-        f"Written by {cmd}. Every ratio compares two things measured in "
-        "this same run, on this machine.",
+        f"Written by {cmd}. Each ratio compares two things measured side by side in "
+        "one run, on this machine.",
         "",
         f"- **machine:** {m['cpu']}, {m['logical_cores']} logical cores, {m['os']}",
         f"- **software:** torch {m['torch']} ({m['torch_threads']} threads), Python {m['python']}",
@@ -109,6 +126,8 @@ def to_markdown(r: dict) -> str:
         d = r["data"]
         lines += [
             "## 1. Data path",
+            "",
+            f"*Measured {d['measured']}.*",
             "",
             f"`{d['model']}` with seed 000's recipe (`--preset {d['preset']}`), one epoch of "
             f"{d['images']:,} images per loader, {d['repeats']} epochs each, interleaved; "
@@ -131,6 +150,8 @@ def to_markdown(r: dict) -> str:
         tgt = f"{100 * t['target']:.1f}%"
         lines += [
             f"## 2. Time to {tgt} test accuracy",
+            "",
+            f"*Measured {t['measured']}.*",
             "",
             f"Training seconds until the test accuracy first reaches {tgt}, evaluated every "
             "half epoch (evaluation time excluded; listed below). Median over seeds "
@@ -156,6 +177,8 @@ def to_markdown(r: dict) -> str:
         lines += [
             "## 3. Inference (CPU)",
             "",
+            f"*Measured {i['measured']}.*",
+            "",
             f"`{i['model']}`: throughput on a batch of {i['batch']} test images (median), and "
             f"single-image latency over {i['runs']} calls of `predict`'s path: read a PNG, "
             "preprocess it to 28x28 (`to_mnist`), run the model. *Model alone* is the median "
@@ -180,6 +203,8 @@ def to_markdown(r: dict) -> str:
         s = r["scaling"]
         lines += [
             "## 4. Scaling",
+            "",
+            f"*Measured {s['measured']}.*",
             "",
             f"The default recipe's network (`{s['model']}`, {s['fwd_mflops']:.2f} MFLOPs per "
             "image forward), one training epoch (the default recipe, one-cycle over that "
