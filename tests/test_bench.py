@@ -132,3 +132,11 @@ def test_bench_rejects_an_unknown_section(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "'speed'" in err and "time99" in err
     assert not (tmp_path / "r.md").exists()
+
+
+def test_bench_refuses_an_unwritable_output_before_measuring(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["bench", "--quick", "--out", str(blocker / "results.md")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "cannot write" in err and "--out" in err

@@ -14,7 +14,7 @@ import torch
 from .._alloc import keep_freed_memory
 from .._io import atomic_write
 from ..data.loader import load_data
-from ..errors import UsageError
+from ..errors import MnistlabError, UsageError
 from .sections import Budget, data_path, inference, scaling, time_to_99
 
 __all__ = ["SECTIONS", "run_bench"]
@@ -59,6 +59,13 @@ def run_bench(
     budget = QUICK if quick else Budget()
     data = load_data("mnist", data_dir, device, val_size=0)
     out = Path(out)
+    try:  # fail before half an hour of measuring, not after
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".{out.name}.probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise MnistlabError(f"cannot write {out} ({e.strerror}); choose another --out") from None
     results: dict = {"machine": machine(device), "quick": quick, "budget": budget.__dict__}
     previous = _previous(out.with_suffix(".json"), results, sections)
     steps = {
@@ -74,7 +81,6 @@ def run_bench(
         log(f"bench: {name} done in {time.perf_counter() - t:.0f} s")
     # a partial run (--only) keeps the other sections of the same kind of run
     results = {**previous, **results}
-    out.parent.mkdir(parents=True, exist_ok=True)
     text = to_markdown(results)
     atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
     blob = json.dumps(results, indent=1, default=_jsonable)
