@@ -16,7 +16,7 @@ export MNISTLAB_DATA := $(SHARED_MNIST)
 endif
 endif
 
-.PHONY: setup train test lint format clean
+.PHONY: setup train test bench lint format clean
 
 setup: $(STAMP)
 
@@ -29,6 +29,9 @@ $(STAMP): pyproject.toml
 
 train: $(STAMP)
 	$(BIN)/mnistlab train $(ARGS)
+
+bench: $(STAMP)  # speed side by side -> benchmarks/results.md (~30 min on 2 cores)
+	$(BIN)/mnistlab bench $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

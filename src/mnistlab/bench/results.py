@@ -67,7 +67,7 @@ def run_bench(
     except OSError as e:
         raise MnistlabError(f"cannot write {out} ({e.strerror}); choose another --out") from None
     results: dict = {"machine": machine(device), "quick": quick, "budget": budget.__dict__}
-    previous = _previous(out.with_suffix(".json"), results, sections)
+    previous = _previous(out.with_suffix(".json"), results)
     steps = {
         "data": lambda: data_path(data, device, budget),
         "time99": lambda: time_to_99(data, device, budget),
@@ -79,18 +79,22 @@ def run_bench(
         t = time.perf_counter()
         results[name] = steps[name]() | {"measured": time.strftime("%Y-%m-%d %H:%M")}
         log(f"bench: {name} done in {time.perf_counter() - t:.0f} s")
-    # a partial run (--only) keeps the other sections of the same kind of run
-    results = {**previous, **results}
+        # written after every section, so an interrupted run keeps what it measured;
+        # sections not measured again stay as an earlier run on this machine left them
+        _write(out, {**previous, **results})
+    return out
+
+
+def _write(out: Path, results: dict) -> None:
     text = to_markdown(results)
     atomic_write(out, lambda p: p.write_text(text, encoding="utf-8"))
     blob = json.dumps(results, indent=1, default=_jsonable)
     atomic_write(out.with_suffix(".json"), lambda p: p.write_text(blob, encoding="utf-8"))
-    return out
 
 
-def _previous(path: Path, now: dict, sections: tuple[str, ...]) -> dict:
+def _previous(path: Path, now: dict) -> dict:
     """Sections of an earlier run to keep: same quick/full mode, same machine and torch."""
-    if set(sections) == set(SECTIONS) or not path.is_file():
+    if not path.is_file():
         return {}
     try:
         old = json.loads(path.read_text(encoding="utf-8"))
