@@ -19,7 +19,7 @@ from ..train.config import TrainConfig
 from ..train.loop import evaluate
 from ..train.optim import make_loss, make_optimizer, make_scheduler
 from .persample import persample_loader
-from .timing import time_epoch, time_to_accuracy
+from .timing import median_time, time_epoch, time_to_accuracy
 
 __all__ = ["Budget", "data_path", "inference", "scaling", "time_to_99"]
 
@@ -126,24 +126,20 @@ def time_to_99(data: MnistData, device, budget: Budget, target: float = 0.99) ->
         reached = [r["seconds"] for r in runs if r["seconds"] is not None]
         out[preset] = {
             "loader": kind, "runs": runs, "reached": len(reached), "seeds": n_seeds,
-            # a seed that never reached the target counts as infinitely slow
-            "median": statistics.median([r["seconds"] or float("inf") for r in runs]),
-            "median_epochs": statistics.median([r["epochs"] or float("inf") for r in runs]),
+            "median": _median_or_none([r["seconds"] for r in runs]),
+            "median_epochs": _median_or_none([r["epochs"] for r in runs]),
             "eval_seconds": sum(r["eval_seconds"] for r in runs),
         }  # fmt: skip
-    out["speedup"] = out["seed003-example"]["median"] / out["fast"]["median"]
+    fast, canonical = out["fast"]["median"], out["seed003-example"]["median"]
+    out["speedup"] = canonical / fast if fast and canonical else None
     out["target"] = target
     return out
 
 
-def _median_time(fn, runs: int) -> float:
-    fn()  # warm-up
-    ts = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return statistics.median(ts)
+def _median_or_none(values: list[float | None]) -> float | None:
+    """The median, a missing value (target never reached) counting as slowest; None if so."""
+    m = statistics.median([float("inf") if v is None else v for v in values])
+    return None if m == float("inf") else m
 
 
 def _backends(model: torch.nn.Module, tmp) -> dict:
@@ -215,7 +211,7 @@ def inference(data: MnistData, budget: Budget, model_name: str = "fast") -> dict
             if isinstance(run, str):
                 rows.append({"backend": name, "note": run})
                 continue
-            batch_s = _median_time(lambda run=run: run(x), budget.throughput_runs)
+            batch_s = median_time(lambda run=run: run(x), budget.throughput_runs)
             pred = Predictor(meta.name, list(meta.class_names), meta.mean, meta.std, run)
             lat = []
             predict_files(pred, [str(png)])  # warm-up
@@ -225,7 +221,7 @@ def inference(data: MnistData, budget: Budget, model_name: str = "fast") -> dict
                 lat.append(1000 * (time.perf_counter() - t))
             lat.sort()
             p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
-            model_ms = 1000 * _median_time(lambda run=run: run(x[:1]), budget.latency_runs)
+            model_ms = 1000 * median_time(lambda run=run: run(x[:1]), budget.latency_runs)
             rows.append({
                 "backend": name, "images_per_s": len(x) / batch_s,
                 "p50_ms": lat[len(lat) // 2], "p99_ms": p99, "model_ms": model_ms,

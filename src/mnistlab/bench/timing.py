@@ -7,6 +7,7 @@ Only training is timed; evaluation pauses the clock and is reported apart.
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable, Iterable
 
@@ -16,9 +17,20 @@ from torch import nn
 from ..train.loop import evaluate
 from ..train.optim import LossFn
 
-__all__ = ["time_epoch", "time_to_accuracy"]
+__all__ = ["median_time", "time_epoch", "time_to_accuracy"]
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
+
+
+def median_time(fn: Callable[[], object], runs: int) -> float:
+    """Median seconds of ``runs`` calls of ``fn``, after one untimed warm-up call."""
+    fn()  # kernel selection and allocations happen on the first call
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t)
+    return statistics.median(ts)
 
 
 def _sync(device: torch.device | str) -> None:

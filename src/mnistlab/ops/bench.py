@@ -7,24 +7,12 @@ the same process, one after another, so the ratios compare like with like.
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import torch
 
+from ..bench.timing import median_time
 from ..models import create_model
 
 __all__ = ["bench_ops"]
-
-
-def _time(fn, repeats: int) -> float:
-    fn()  # warm-up: kernel selection and allocations
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench_ops(batches=(1, 64), repeats: int = 5, loops_batch_cap: int = 8) -> list[dict]:
@@ -58,7 +46,7 @@ def bench_ops(batches=(1, 64), repeats: int = 5, loops_batch_cap: int = 8) -> li
 
             reps = 2 if ops == "loops" else repeats
             scale = batch / n
-            fwd, trn = _time(forward, reps) * scale, _time(train_step, reps) * scale
+            fwd, trn = median_time(forward, reps) * scale, median_time(train_step, reps) * scale
             if ops == "torch":
                 base = {"fwd": fwd, "trn": trn}
             rows.append({

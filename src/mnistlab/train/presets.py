@@ -56,9 +56,12 @@ PRESETS: dict[str, dict] = {
         "epochs": 8, "mean": 0.0, "std": 1.0, **_NO_SCHEDULE, **_ALL_TRAIN,
     },
     "fast": {
-        "_about": "ours, shortest time to 99%: fast net, Adam + one-cycle, batch 96, 1 epoch",
+        "_about": "ours, shortest time to 99%: fast net, Adam + one-cycle, batch 96, "
+        "label smoothing 0.1, 1 epoch",
+        # label smoothing lifted the one-epoch accuracy of seeds 0-4 from 98.92-99.15%
+        # to 99.16-99.25% at no cost in time (benchmarks/results.md)
         "model": "fast", "optimizer": "adam", "lr": 0.01, "schedule": "onecycle",
-        "batch_size": 96, "epochs": 1,
+        "batch_size": 96, "epochs": 1, "label_smoothing": 0.1,
     },
     "best": {
         "_about": "ours, most accurate: best net, random-affine augmentation, Adam + "
