@@ -42,7 +42,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int | None = None
-    # NHWC weights and activations: 1.2-1.35x faster convolutions on CPU (benchmarks/results.md)
+    # NHWC weights and activations: `fast` trains 1.5x faster on CPU (benchmarks/results.md)
     channels_last: bool = True
     log_every: int = 100
     out_dir: str = "runs"
