@@ -12,12 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.augment import make_augment
-from ..data.loader import DeviceLoader, MnistData, hold_out
+from ..data.loader import MnistData, hold_out
 from ..models import create_model
 from ..train.config import TrainConfig
+from ..train.fit import build_training, make_train_loader
 from ..train.loop import evaluate
-from ..train.optim import make_loss, make_optimizer, make_scheduler
 from .persample import persample_loader
 from .timing import median_time, time_epoch, time_to_accuracy
 
@@ -39,27 +38,15 @@ class Budget:
     threads: tuple[int, ...] = (1, 2)
 
 
-def _recipe(cfg: TrainConfig, steps_per_epoch: int, device, mean: float, std: float):
+def _recipe(cfg: TrainConfig, steps_per_epoch: int, device, info):
     """Model, optimiser, scheduler and loss exactly as ``fit`` builds them for ``cfg``."""
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, mean=mean, std=std, **cfg.model_kwargs).to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    opt = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay)
-    sched = make_scheduler(cfg.schedule, opt, cfg.epochs, steps_per_epoch, cfg.step_size, cfg.gamma)
-    return model, opt, sched, make_loss(cfg.loss, cfg.label_smoothing)
+    return build_training(cfg, info.mean, info.std, info.classes, steps_per_epoch, device)
 
 
 def _train_split(data: MnistData, budget: Budget) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = data.train
     return (x[: budget.images], y[: budget.images]) if budget.images else (x, y)
-
-
-def _device_loader(cfg: TrainConfig, x, y, mean, std) -> DeviceLoader:
-    return DeviceLoader(
-        x, y, cfg.batch_size, mean, std, shuffle=True, seed=cfg.seed, drop_last=True,
-        augment=make_augment(cfg.augment),
-    )  # fmt: skip
 
 
 def data_path(data: MnistData, device, budget: Budget) -> dict:
@@ -73,12 +60,12 @@ def data_path(data: MnistData, device, budget: Budget) -> dict:
         for kind in times:
             cfg.seed = rep
             if kind == "device":
-                batches = _device_loader(cfg, x, y, mean, std).batches(1)
+                batches = make_train_loader(cfg, x, y, mean, std).batches(1)
                 steps = len(x) // cfg.batch_size
             else:
                 batches = persample_loader(x.cpu(), y.cpu(), cfg.batch_size, mean, std, rep)
                 steps = len(batches)
-            model, opt, sched, loss_fn = _recipe(cfg, steps, device, mean, std)
+            model, opt, sched, loss_fn = _recipe(cfg, steps, device, data.info)
             seconds, _ = time_epoch(model, batches, opt, loss_fn, device, sched)
             times[kind].append(seconds)
             accs[kind].append(evaluate(model, *data.test, mean, std, loss_fn)["acc"])
@@ -112,12 +99,12 @@ def time_to_99(data: MnistData, device, budget: Budget, target: float = 0.99) ->
             if budget.images:
                 x, y = x[: budget.images], y[: budget.images]
             if kind == "device":
-                loader = _device_loader(cfg, x, y, mean, std)
+                loader = make_train_loader(cfg, x, y, mean, std)
                 steps, batches = len(loader), loader.batches
             else:
                 pl = persample_loader(x.cpu(), y.cpu(), cfg.batch_size, mean, std, seed)
                 steps, batches = len(pl), (lambda epoch, pl=pl: pl)
-            model, opt, sched, loss_fn = _recipe(cfg, steps, device, mean, std)
+            model, opt, sched, loss_fn = _recipe(cfg, steps, device, data.info)
             r = time_to_accuracy(
                 model, batches, steps, opt, loss_fn, sched, data.test, mean, std, device,
                 target=target, max_epochs=cfg.epochs, max_steps=budget.max_steps,
@@ -258,8 +245,8 @@ def scaling(data: MnistData, device, budget: Budget) -> dict:
             if device.type == "cpu":
                 torch.set_num_threads(threads)
             cfg = TrainConfig(batch_size=batch, channels_last=nhwc, epochs=1)
-            loader = _device_loader(cfg, x, y, mean, std)
-            model, opt, sched, loss_fn = _recipe(cfg, len(loader), device, mean, std)
+            loader = make_train_loader(cfg, x, y, mean, std)
+            model, opt, sched, loss_fn = _recipe(cfg, len(loader), device, data.info)
             seconds, seen = time_epoch(model, loader.batches(1), opt, loss_fn, device, sched)
             acc = evaluate(model, *data.test, mean, std, loss_fn)["acc"]
             rows.append({

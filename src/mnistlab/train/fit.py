@@ -24,10 +24,13 @@ from ..errors import MnistlabError, UsageError
 from ..models import create_model
 from .config import TrainConfig
 from .loop import EpochPosition, StopFlag, evaluate, train_one_epoch
-from .optim import count_params, make_loss, make_optimizer, make_scheduler
+from .optim import LossFn, count_params, make_loss, make_optimizer, make_scheduler
 from .state import capture_state, restore_state
 
-__all__ = ["FitResult", "Reporter", "fit", "pick_device", "read_metrics"]
+__all__ = [
+    "FitResult", "Reporter", "build_training", "fit", "make_train_loader", "pick_device",
+    "read_metrics",
+]  # fmt: skip
 
 DRY_RUN_BATCHES, DRY_RUN_EVAL = 2, 512
 
@@ -96,6 +99,40 @@ def _new_run_dir(cfg: TrainConfig) -> Path:
     return run_dir
 
 
+def make_train_loader(
+    cfg: TrainConfig, images: torch.Tensor, labels: torch.Tensor, mean: float, std: float,
+    max_batches: int | None = None,
+) -> DeviceLoader:  # fmt: skip
+    """The training batches of ``cfg``: seeded shuffle, full batches, its augmentation."""
+    return DeviceLoader(
+        images, labels, cfg.batch_size, mean, std, shuffle=True, seed=cfg.seed,
+        drop_last=True, max_batches=max_batches, augment=make_augment(cfg.augment),
+    )  # fmt: skip
+
+
+def build_training(
+    cfg: TrainConfig, mean: float, std: float, class_names: list[str], steps_per_epoch: int,
+    device: torch.device, epochs: int | None = None,
+) -> tuple[torch.nn.Module, torch.optim.Optimizer, object, LossFn]:  # fmt: skip
+    """Model (on ``device``), optimiser, per-batch scheduler and loss of ``cfg``.
+
+    Draws the model's initial weights from torch's global RNG; seed it first.
+    """
+    model = create_model(
+        cfg.model, mean=mean, std=std, class_names=class_names, **cfg.model_kwargs
+    ).to(device)
+    if cfg.channels_last:
+        # only 4-D (conv) weights change layout; a (N, 1, 28, 28) input already fits NHWC
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(
+        cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay
+    )
+    scheduler = make_scheduler(
+        cfg.schedule, optimizer, epochs or cfg.epochs, steps_per_epoch, cfg.step_size, cfg.gamma
+    )
+    return model, optimizer, scheduler, make_loss(cfg.loss, cfg.label_smoothing, len(class_names))
+
+
 def fit(
     cfg: TrainConfig,
     resume: str | os.PathLike | None = None,
@@ -131,25 +168,13 @@ def fit(
     info = data.info
     mean = info.mean if cfg.mean is None else cfg.mean
     std = info.std if cfg.std is None else cfg.std
-    model = create_model(
-        cfg.model, mean=mean, std=std, class_names=info.classes, **cfg.model_kwargs
-    ).to(device)
-    if cfg.channels_last:
-        # only 4-D (conv) weights change layout; a (N, 1, 28, 28) input already fits NHWC
-        model = model.to(memory_format=torch.channels_last)
     epochs = 1 if cfg.dry_run else cfg.epochs
-    loader = DeviceLoader(
-        *data.train, cfg.batch_size, mean, std, shuffle=True, seed=cfg.seed,
-        drop_last=True, max_batches=DRY_RUN_BATCHES if cfg.dry_run else None,
-        augment=make_augment(cfg.augment),
-    )  # fmt: skip
-    optimizer = make_optimizer(
-        cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay
+    loader = make_train_loader(
+        cfg, *data.train, mean, std, max_batches=DRY_RUN_BATCHES if cfg.dry_run else None
     )
-    scheduler = make_scheduler(
-        cfg.schedule, optimizer, epochs, len(loader), cfg.step_size, cfg.gamma
+    model, optimizer, scheduler, loss_fn = build_training(
+        cfg, mean, std, info.classes, len(loader), device, epochs
     )
-    loss_fn = make_loss(cfg.loss, cfg.label_smoothing, len(info.classes))
     n_eval = DRY_RUN_EVAL if cfg.dry_run else None
     splits = {"val": data.val, "test": data.test}
     splits = {k: (v[0][:n_eval], v[1][:n_eval]) for k, v in splits.items() if v is not None}
