@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from mnistlab import TrainConfig, create_model, fit, load_checkpoint, save_checkpoint
 from mnistlab.checkpoint import CheckpointError
 from mnistlab.errors import UsageError
-from mnistlab.train import evaluate, make_loss, read_metrics
+from mnistlab.train import evaluate, make_loss, make_optimizer, read_metrics
+from mnistlab.train.state import capture_state, restore_state
 
 SMALL = dict(model="cnn", train_subset=2048, val_size=512, batch_size=64, log_every=8)
 
@@ -185,6 +186,41 @@ TRAIN = [
 
 def _run(args, **kw):
     return subprocess.run(args, capture_output=True, text=True, timeout=300, **kw)
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw", "adadelta"])
+def test_optimizer_state_round_trip_resumes_exactly_on_a_channels_last_model(tmp_path, name):
+    # safetensors gives the state back NCHW-contiguous while the weights are NHWC; fused
+    # kernels read both as flat memory, so without re-laying the state out a resumed
+    # run silently updates the wrong elements (this failed before the fix).
+    def model():
+        torch.manual_seed(0)
+        return create_model("fast", width=8).to(memory_format=torch.channels_last)
+
+    torch.manual_seed(1)
+    xs = [torch.randn(16, 1, 28, 28) for _ in range(6)]
+    ys = [torch.randint(0, 10, (16,)) for _ in range(6)]
+
+    def steps(m, opt, batches):
+        for x, y in batches:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(m(x), y).backward()
+            opt.step()
+
+    ref = model()
+    steps(ref, make_optimizer(name, ref.parameters(), 0.01), zip(xs, ys, strict=True))
+    cut = model()
+    opt = make_optimizer(name, cut.parameters(), 0.01)
+    steps(cut, opt, zip(xs[:3], ys[:3], strict=True))
+    tensors, doc = capture_state(opt, None)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, tmp_path / "s.safetensors")
+    again = model()
+    again.load_state_dict(cut.state_dict())
+    opt2 = make_optimizer(name, again.parameters(), 0.01)
+    restore_state(opt2, None, load_file(tmp_path / "s.safetensors"), json.loads(json.dumps(doc)))
+    steps(again, opt2, zip(xs[3:], ys[3:], strict=True))
+    want, got = ref.state_dict(), again.state_dict()
+    assert all(torch.equal(want[k], got[k]) for k in want)
 
 
 def test_ctrl_c_saves_state_and_resume_ends_where_an_uninterrupted_run_would(tmp_path):

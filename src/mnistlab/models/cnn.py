@@ -26,14 +26,9 @@ def cnn(num_classes: int = 10) -> nn.Module:
     )
 
 
-def _conv_bn(c_in: int, c_out: int, k: int) -> list[nn.Module]:
-    # The bias is redundant before BatchNorm, which has its own shift.
-    return [nn.Conv2d(c_in, c_out, k, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
-
-
 @register_model("fast", source="mnistlab: the default recipe's network, tuned for time to 99%")
 def fast(num_classes: int = 10, width: int = 16, hidden: int = 128) -> nn.Module:
-    """Two conv-BN-ReLU-pool stages and an MLP head (80,250 parameters at width 16).
+    """Two conv-pool-BN-ReLU stages and an MLP head (80,250 parameters at width 16).
 
     BatchNorm lets Adam with a one-cycle schedule use a high learning rate, which
     is what gets past 99% test accuracy in one epoch. The size was picked by time
@@ -41,14 +36,24 @@ def fast(num_classes: int = 10, width: int = 16, hidden: int = 128) -> nn.Module
     first version's 32/64 (2.2 vs 7.5 MFLOPs), and the hidden layer buys back the
     accuracy for 6% more. Width 12 measured no faster than 16 (oneDNN's NHWC
     kernels favour multiples of 8).
+
+    Pooling comes straight after each convolution, as in airbench: BatchNorm and
+    ReLU then run on a quarter of the pixels. On the CPU their forward and backward
+    passes had cost as much as the convolutions; moving them made an epoch 1.2x
+    faster at the same one-epoch accuracy (99.20-99.24% over seeds 0-2).
     """
+    w = width
     return nn.Sequential(
-        *_conv_bn(1, width, 5),  # (N, 16, 24, 24)
+        nn.Conv2d(1, w, 5, bias=False),  # (N, 16, 24, 24); BN's shift makes a bias redundant
         nn.MaxPool2d(2),  # (N, 16, 12, 12)
-        *_conv_bn(width, 2 * width, 5),  # (N, 32, 8, 8)
+        nn.BatchNorm2d(w),
+        nn.ReLU(),
+        nn.Conv2d(w, 2 * w, 5, bias=False),  # (N, 32, 8, 8)
         nn.MaxPool2d(2),  # (N, 32, 4, 4)
+        nn.BatchNorm2d(2 * w),
+        nn.ReLU(),
         nn.Flatten(),  # (N, 512)
-        nn.Linear(16 * 2 * width, hidden),  # (N, 128)
+        nn.Linear(16 * 2 * w, hidden),  # (N, 128)
         nn.ReLU(),
         nn.Linear(hidden, num_classes),
     )

@@ -16,15 +16,31 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 def make_optimizer(
     name: str, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
 ) -> torch.optim.Optimizer:
+    """An optimiser by name, using torch's fused kernel where it has one for the device.
+
+    Fused Adam/AdamW/SGD do the whole update in one kernel; on the 2-core CPU that
+    cut Adam's step for the ``fast`` net from 0.64 ms to 0.21 ms (see ``mnistlab
+    bench``, section "optimiser"). Adadelta has no fused kernel and uses foreach.
+    """
+    params = list(params)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+        return _fused_or_foreach(
+            torch.optim.SGD, params, lr=lr, momentum=momentum, weight_decay=weight_decay
+        )
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return _fused_or_foreach(torch.optim.Adam, params, lr=lr, weight_decay=weight_decay)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return _fused_or_foreach(torch.optim.AdamW, params, lr=lr, weight_decay=weight_decay)
     if name == "adadelta":
-        return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay, foreach=True)
     raise ValueError(f"unknown optimizer {name!r}")
+
+
+def _fused_or_foreach(cls, params: list, **kw) -> torch.optim.Optimizer:
+    try:
+        return cls(params, fused=True, **kw)
+    except RuntimeError:  # no fused kernel for this device (or dtype): foreach is next best
+        return cls(params, foreach=True, **kw)
 
 
 def make_loss(name: str, label_smoothing: float = 0.0, num_classes: int = 10) -> LossFn:

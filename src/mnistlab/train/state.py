@@ -55,8 +55,23 @@ def restore_state(
             if isinstance(v, list) and k != "params":
                 g[k] = tuple(v)
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+    _match_param_layouts(optimizer)
     if scheduler is not None and doc.get("scheduler") is not None:
         scheduler.load_state_dict(doc["scheduler"])
     torch.set_rng_state(tensors["rng.cpu"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
+
+
+def _match_param_layouts(optimizer: torch.optim.Optimizer) -> None:
+    # safetensors stores contiguous (NCHW) tensors, but a channels_last model's
+    # weights are NHWC. Fused optimiser kernels walk param, grad and state as flat
+    # memory, so a state tensor must have its parameter's strides, or a resumed run
+    # updates the wrong elements.
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            per_param = optimizer.state.get(p, {})
+            for key, value in per_param.items():
+                same_shape = torch.is_tensor(value) and value.shape == p.shape
+                if same_shape and value.stride() != p.stride():
+                    per_param[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
