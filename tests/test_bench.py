@@ -104,7 +104,10 @@ def quick_results(tmp_path_factory):
 
 def test_quick_bench_writes_every_section(quick_results):
     text = quick_results.read_text()
-    for heading in ("## 1. Data path", "## 2. Time to 99.0%", "## 3. Inference", "## 4. Scaling"):
+    for heading in (
+        "## 1. Data path", "## 2. Time to 99.0%", "## 3. Inference", "## 4. Scaling",
+        "## 5. Trainer choices",
+    ):  # fmt: skip
         assert heading in text
     assert "--quick" in text and f"torch {torch.__version__}" in text
     data = json.loads(quick_results.with_suffix(".json").read_text())
@@ -116,6 +119,17 @@ def test_quick_bench_writes_every_section(quick_results):
     assert [r["backend"] for r in rows] == ["torch eager", "torch.compile", "ONNX Runtime"]
     assert rows[0]["images_per_s"] > 0 and rows[0]["p99_ms"] >= rows[0]["p50_ms"]
     assert {(r["threads"], r["batch"]) for r in data["scaling"]["rows"]} >= {(1, 64), (1, 256)}
+    choices = data["choices"]
+    assert [r["variant"] for r in choices["rows"]] == [
+        "fused Adam",
+        "foreach Adam",
+        "for-loop Adam",
+    ]
+    assert all(r["epoch_s"] > 0 and r["step_ms"] > 0 for r in choices["rows"])
+    assert (
+        choices["compile"].get("first_epoch_s", 0) > 0
+        or "unavailable" in choices["compile"]["note"]
+    )
 
 
 def test_a_partial_run_keeps_the_other_sections(quick_results):

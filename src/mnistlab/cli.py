@@ -487,7 +487,9 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="A seconds-long smoke run (for CI)."),
     out: Path = typer.Option(Path("benchmarks/results.md"), help="Markdown file to write."),
     only: str = typer.Option(
-        None, help="Comma-separated sections: data, time99, inference, scaling. \\[default: all]"
+        None,
+        help="Comma-separated sections: data, time99, inference, scaling, choices. "
+        "\\[default: all]",
     ),
     device: str = typer.Option("cpu", help="cpu, cuda, mps or auto: where training runs."),
     data_dir: Path = typer.Option(None, help="MNIST folder. \\[default: the usual lookup]"),
@@ -496,8 +498,9 @@ def bench(
 
     Data path (device-resident vs per-sample loader), time to 99% (fast vs the
     canonical example, median of 5 seeds), inference (eager, torch.compile, ONNX
-    Runtime) and scaling (batch size, threads). The full run takes about half an
-    hour on a 2-core CPU.
+    Runtime), scaling (batch size, threads) and trainer choices (fused vs foreach
+    vs for-loop optimiser, torch.compile). The full run takes about half an hour
+    on a 2-core CPU.
     """
     from .bench import SECTIONS, run_bench
     from .train import pick_device

@@ -15,11 +15,12 @@ from .._alloc import keep_freed_memory
 from .._io import atomic_write
 from ..data.loader import load_data
 from ..errors import MnistlabError, UsageError
+from .choices import choices_markdown, trainer_choices
 from .sections import Budget, data_path, inference, scaling, time_to_99
 
 __all__ = ["SECTIONS", "run_bench"]
 
-SECTIONS = ("data", "time99", "inference", "scaling")
+SECTIONS = ("data", "time99", "inference", "scaling", "choices")
 QUICK = Budget(
     images=2048, repeats=1, seeds=1, canonical_seeds=1, max_steps=4, latency_runs=5,
     throughput_runs=1, batch_sizes=(64, 256), threads=(1,),
@@ -73,6 +74,7 @@ def run_bench(
         "time99": lambda: time_to_99(data, device, budget),
         "inference": lambda: inference(data, budget),
         "scaling": lambda: scaling(data, device, budget),
+        "choices": lambda: trainer_choices(data, device, budget),
     }
     for name in sections:
         log(f"bench: {name} ...")
@@ -239,6 +241,8 @@ def to_markdown(r: dict) -> str:
                 f"| {row['steps_per_s']:.1f} | {row['gflops']:.1f} | {100 * row['test_acc']:.2f}% |"
             )
         lines += ["", _limits(s["rows"]), ""]
+    if "choices" in r:
+        lines += choices_markdown(r["choices"])
     return "\n".join(lines)
 
 
