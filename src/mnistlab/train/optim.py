@@ -18,9 +18,11 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """An optimiser by name, using torch's fused kernel where it has one for the device.
 
-    Fused Adam/AdamW/SGD do the whole update in one kernel; on the 2-core CPU that
-    cut Adam's step for the ``fast`` net from 0.64 ms to 0.21 ms (see ``mnistlab
-    bench``, section "optimiser"). Adadelta has no fused kernel and uses foreach.
+    Fused Adam/AdamW/SGD do the whole update in one kernel. On the 2-core CPU that
+    made Adam's update for the ``fast`` net about 3x faster than the for-loop one
+    (section 5 of benchmarks/results.md); a whole epoch gains less than its noise
+    there, but the update's share grows with the device's speed. Adadelta has no
+    fused kernel and uses foreach.
     """
     params = list(params)
     if name == "sgd":
