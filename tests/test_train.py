@@ -175,6 +175,21 @@ def test_tampered_or_foreign_checkpoints_are_refused(tmp_path):
         load_checkpoint(tmp_path / "p.json")
 
 
+def test_weights_of_another_architecture_are_refused_with_what_differs(tmp_path):
+    # what a checkpoint of an older `fast` (BatchNorm at another index) meets
+    save_checkpoint(tmp_path / "ck", create_model("cnn"))
+    doc = json.loads((tmp_path / "ck.json").read_text())
+    doc["model"]["name"] = "lenet"
+    (tmp_path / "ck.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(tmp_path / "ck.json")
+    msg = str(e.value)
+    assert "do not fit model 'lenet'" in msg and "retrain" in msg and "\n" not in msg
+    # cnn has conv 0, 3 and linear 7, 8; lenet has conv 0, 3 (other sizes) and linear 7, 9, 11
+    assert "4 missing, e.g. '9.weight'" in msg and "2 unexpected, e.g. '8.bias'" in msg
+    assert "6 of another shape, e.g. '0.weight'" in msg
+
+
 # --- Ctrl-C and --resume ----------------------------------------------------
 
 TRAIN = [

@@ -123,6 +123,16 @@ def _load_tensors(path: Path, sha: str | None) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
 
 
+def _misfit(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> str:
+    """What differs between two state dicts, briefly: counts and the first key of each kind."""
+    kinds = {
+        "missing": [k for k in expected if k not in got],
+        "unexpected": [k for k in got if k not in expected],
+        "of another shape": [k for k in expected if k in got and got[k].shape != expected[k].shape],
+    }
+    return ", ".join(f"{len(v)} {kind}, e.g. {v[0]!r}" for kind, v in kinds.items() if v)
+
+
 def load_checkpoint(
     path: str | os.PathLike, device: torch.device | str = "cpu", with_state: bool = False
 ):
@@ -136,9 +146,12 @@ def load_checkpoint(
     tensors = _load_tensors(jp.parent / doc["weights"], doc.get("weights_sha256"))
     try:
         model.load_state_dict(tensors)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"{jp}: weights do not fit model {meta.name!r} ({first})") from None
+    except RuntimeError:
+        raise CheckpointError(
+            f"{jp}: weights do not fit model {meta.name!r} as this mnistlab builds it "
+            f"({_misfit(model.state_dict(), tensors)}); it was probably saved by an older "
+            "version of the model: retrain it"
+        ) from None
     model.to(device).eval()
     if not with_state:
         return model, doc
