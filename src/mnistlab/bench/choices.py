@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
+import warnings
 
 import torch
 
@@ -77,7 +78,9 @@ def _compiled(cfg: TrainConfig, loader, device, info, mean, std) -> dict:
         t = time.perf_counter()
         # a cold compile, as a user's first run pays it, not one served from the disk
         # cache an earlier run (or the inference section) left behind
-        with inductor_config.patch(force_disable_caches=True):
+        with inductor_config.patch(force_disable_caches=True), warnings.catch_warnings():
+            # torch warns that disabling caches also disables profile-guided recompiles
+            warnings.simplefilter("ignore", UserWarning)
             first, _ = time_epoch(compiled, loader.batches(1), opt, loss_fn, device, sched)
             second, _ = time_epoch(compiled, loader.batches(2), opt, loss_fn, device, sched)
     except Exception as e:  # inductor needs a C++ compiler; report, do not fail
