@@ -49,7 +49,7 @@ def _root(
     """Train, compare, understand and use handwritten-digit recognizers.
 
     Start with `mnistlab train`: it trains the default model past 99% test accuracy
-    in about ten seconds on a laptop CPU (`--preset fast`: one epoch, about six)
+    in under ten seconds on a laptop CPU (`--preset fast`: one epoch, about five)
     and leaves everything in runs/.
     """
 

@@ -38,10 +38,10 @@ class Budget:
     threads: tuple[int, ...] = (1, 2)
 
 
-def _recipe(cfg: TrainConfig, steps_per_epoch: int, device, info):
+def _recipe(cfg: TrainConfig, steps_per_epoch: int, device, info, epochs: int | None = None):
     """Model, optimiser, scheduler and loss exactly as ``fit`` builds them for ``cfg``."""
     torch.manual_seed(cfg.seed)
-    return build_training(cfg, info.mean, info.std, info.classes, steps_per_epoch, device)
+    return build_training(cfg, info.mean, info.std, info.classes, steps_per_epoch, device, epochs)
 
 
 def _train_split(data: MnistData, budget: Budget) -> tuple[torch.Tensor, torch.Tensor]:
