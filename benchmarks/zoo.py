@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from mnistlab import create_model
-from mnistlab.summary import count_flops
-from mnistlab.train import count_params
+from mnistlab.analysis.summary import count_flops
+from mnistlab.models import count_params
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "runs" / "zoo"

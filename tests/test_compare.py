@@ -8,7 +8,7 @@ import json
 import pytest
 
 from mnistlab.cli import main
-from mnistlab.compare import SUITES, parse_entry
+from mnistlab.analysis.compare import SUITES, parse_entry
 from mnistlab.errors import UsageError
 
 from .browser import chromium_page

@@ -9,8 +9,8 @@ import torch
 
 from mnistlab import TrainConfig, fit, load_checkpoint
 from mnistlab.cli import main
-from mnistlab.inside import conv_kernels, feature_maps
-from mnistlab.metrics import calibration, confident_mistakes, confusion_matrix, per_class
+from mnistlab.analysis.inspect import conv_kernels, feature_maps
+from mnistlab.analysis.metrics import calibration, confident_mistakes, confusion_matrix, per_class
 from mnistlab.train import evaluate, make_loss
 
 

@@ -44,8 +44,9 @@ def test_no_validation_keeps_the_file_order(mnist_dir):
 def test_bad_split_sizes_are_usage_errors(mnist_dir):
     from mnistlab.errors import UsageError
 
-    with pytest.raises(UsageError, match="--val-size"):
+    with pytest.raises(UsageError, match="val_size must be between 0 and 59999") as exc:
         load_data("mnist", mnist_dir, val_size=60_000)
+    assert exc.value.cli_message().startswith("--val-size must be")
 
 
 def _loader(n=103, bs=10, **kw):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from mnistlab import MnistlabError, UsageError, create_model, list_models
 from mnistlab.data import normalize
 from mnistlab.models import ModelMeta
-from mnistlab.train import count_params
+from mnistlab.models import count_params
 
 # Parameter counts worked out by hand (weights + biases; BatchNorm has 2 per channel).
 KNOWN_PARAMS = {

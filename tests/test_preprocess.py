@@ -11,8 +11,8 @@ import torch
 from PIL import Image, ImageDraw
 
 from mnistlab import load_checkpoint
-from mnistlab.evaluation import predict_probs
-from mnistlab.preprocess import MAX_PIXELS, PreprocessError, load_digit, open_image, to_mnist
+from mnistlab.analysis.evaluate import predict_probs
+from mnistlab.serve.preprocess import MAX_PIXELS, PreprocessError, load_digit, open_image, to_mnist
 
 N = 200
 

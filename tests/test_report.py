@@ -9,7 +9,7 @@ import pytest
 
 from mnistlab import TrainConfig, fit
 from mnistlab.cli import main
-from mnistlab.report import write_run_report
+from mnistlab.analysis.report import write_run_report
 
 from .browser import chromium_page
 

@@ -6,7 +6,7 @@ import pytest
 
 from mnistlab import create_model, list_models
 from mnistlab.cli import main
-from mnistlab.summary import count_flops, summarize
+from mnistlab.analysis.summary import count_flops, summarize
 
 
 def test_cnn_flops_by_hand():

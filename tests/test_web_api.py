@@ -10,8 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from mnistlab.web import create_app
-from mnistlab.web.app import MAX_BODY
+from mnistlab.serve.web import create_app
+from mnistlab.serve.web.app import MAX_BODY
 
 
 @pytest.fixture(scope="module")

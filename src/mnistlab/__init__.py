@@ -3,12 +3,11 @@
 The public API is what ``__all__`` lists; modules starting with ``_`` are private.
 """
 
-__version__ = "0.1.0"
-
-from .checkpoint import load_checkpoint, save_checkpoint
+from ._version import __version__
 from .data import DeviceLoader, download_dataset, list_datasets, load_data
 from .errors import MnistlabError, UsageError
 from .models import ModelMeta, create_model, list_models
+from .runs.checkpoint import load_checkpoint, save_checkpoint
 from .train import TrainConfig, evaluate, fit, train_one_epoch
 
 __all__ = [

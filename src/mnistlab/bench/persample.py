@@ -14,6 +14,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.normalize import standardize
+
 __all__ = ["PerSampleMNIST", "persample_loader"]
 
 
@@ -40,7 +42,7 @@ class PerSampleMNIST(Dataset):
         img, target = self.data[i], int(self.targets[i])
         img = Image.fromarray(img.numpy())  # mode "L", inferred from uint8 (H, W)
         x = _to_tensor(img)  # (1, 28, 28)
-        x = x.sub_(self.mean).div_(self.std)  # transforms.Normalize, in place as it does
+        x = standardize(x, self.mean, self.std)  # transforms.Normalize, in place as it does
         return x, target
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from .._alloc import keep_freed_memory
+from .._runtime import keep_freed_memory
 from .._io import atomic_write
 from ..data.loader import load_data
 from ..errors import MnistlabError, UsageError

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from ..data.loader import MnistData, hold_out
+from ..data.normalize import normalize_array
 from ..models import create_model
 from ..train.config import TrainConfig
 from ..train.fit import build_training, make_train_loader
@@ -133,7 +134,7 @@ def _backends(model: torch.nn.Module, tmp) -> dict:
     """name -> (batch callable on a float32 numpy array, or the reason it is unavailable)."""
     import numpy as np
 
-    from ..export import export_onnx
+    from ..serve.export import export_onnx
 
     @torch.inference_mode()
     def eager(x: np.ndarray) -> np.ndarray:
@@ -179,12 +180,12 @@ def inference(data: MnistData, budget: Budget, model_name: str = "fast") -> dict
     import numpy as np
     from PIL import Image
 
-    from ..predict import Predictor, predict_files
+    from ..serve.predict import Predictor, predict_files
 
     torch.manual_seed(0)
     model = create_model(model_name).eval()
     meta = model.meta
-    x = (data.test[0][:1000].cpu().numpy().astype(np.float32) / 255 - meta.mean) / meta.std
+    x = normalize_array(data.test[0][:1000].cpu().numpy(), meta.mean, meta.std)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -230,7 +231,7 @@ def scaling(data: MnistData, device, budget: Budget) -> dict:
     benchmark justified. Achieved GFLOP/s (forward+backward counted as 3x the
     forward) shows whether a setting is bound by arithmetic or by per-step overhead.
     """
-    from ..summary import count_flops
+    from ..analysis.summary import count_flops
 
     base = TrainConfig()
     mean, std = data.info.mean, data.info.std

@@ -13,7 +13,8 @@ from .datasets import (
 )
 from .download import DownloadError, download_dataset, mirrors_for
 from .idx import IdxError, decode_idx, read_idx, write_idx
-from .loader import DeviceLoader, MnistData, load_data, load_split, normalize
+from .loader import DeviceLoader, MnistData, load_data, load_split
+from .normalize import normalize, normalize_array, standardize
 
 __all__ = [
     "DATASETS",
@@ -34,7 +35,9 @@ __all__ = [
     "load_split",
     "mirrors_for",
     "normalize",
+    "normalize_array",
     "read_idx",
+    "standardize",
     "verify_dir",
     "write_idx",
 ]

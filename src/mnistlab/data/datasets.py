@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import MnistlabError, UsageError
 from .idx import IdxError, decode_idx, read_idx_bytes
+from .normalize import MNIST_MEAN, MNIST_STD
 
 __all__ = [
     "DATASETS",
@@ -71,8 +72,8 @@ DATASETS: dict[str, DatasetInfo] = {
         name="mnist",
         title="MNIST handwritten digits (LeCun, Cortes, Burges)",
         classes=tuple(str(i) for i in range(10)),
-        mean=0.1307,
-        std=0.3081,
+        mean=MNIST_MEAN,
+        std=MNIST_STD,
         files=_files(
             (60000, 10000),
             {  # name: (official gz md5, decoded content md5)

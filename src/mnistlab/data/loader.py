@@ -17,16 +17,11 @@ import torch
 
 from ..errors import UsageError
 from .datasets import DatasetInfo, get_dataset, load_arrays
+from .normalize import normalize, standardize
 
 __all__ = ["DeviceLoader", "MnistData", "hold_out", "load_data", "load_split", "normalize"]
 
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
-
-
-def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
-    """uint8 pixels (0-255) -> float32 ``(x/255 - mean) / std`` in one fused pass."""
-    scale = 1.0 / (255.0 * std)
-    return images.to(torch.float32).mul_(scale).sub_(mean / std)
 
 
 @dataclass
@@ -64,14 +59,14 @@ def hold_out(
     """(train, val): ``val_size`` images picked by a permutation seeded with ``seed``."""
     n = len(x)
     if not 0 <= val_size < n:
-        raise UsageError(f"--val-size must be between 0 and {n - 1}, got {val_size}")
+        raise UsageError(f"must be between 0 and {n - 1}, got {val_size}", option="val_size")
     val = None
     if val_size or train_subset:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(x.device)
         val_idx, tr_idx = perm[:val_size], perm[val_size:]
         if train_subset:
             if train_subset < 1:
-                raise UsageError(f"--train-subset must be positive, got {train_subset}")
+                raise UsageError(f"must be positive, got {train_subset}", option="train_subset")
             tr_idx = tr_idx[:train_subset]
         if val_size:
             val = (x[val_idx], y[val_idx])
@@ -110,7 +105,7 @@ class DeviceLoader:
         augment: Augment | None = None,
     ):
         if batch_size < 1:
-            raise UsageError(f"batch size must be at least 1, got {batch_size}")
+            raise UsageError(f"must be at least 1, got {batch_size}", option="batch_size")
         self.images, self.labels = images, labels
         self.batch_size, self.mean, self.std = batch_size, mean, std
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
@@ -151,7 +146,7 @@ class DeviceLoader:
                     (self.seed * 1_000_003 + epoch) * 100_003 + b
                 )
                 x = self.augment(x.to(torch.float32).div_(255.0), aug_gen)
-                x = x.sub_(self.mean).div_(self.std)
+                x = standardize(x, self.mean, self.std)
             yield x, y
 
     def __iter__(self):

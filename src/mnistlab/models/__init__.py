@@ -1,6 +1,17 @@
-"""The model zoo. ``create_model(name, **kw)`` and ``list_models()`` are the ways in."""
+"""The model zoo. ``create_model(name, **kw)`` and ``list_models()`` are the ways in.
 
-from . import cnn, inception, lenet, mlp, resnet, vgg  # noqa: F401  (importing registers them)
-from ._registry import ModelMeta, create_model, list_models, model_entry
+Every module in this folder whose name does not start with ``_`` is a model
+family and is imported here, which registers its models: adding a model is one
+new file with ``@register_model`` on its constructor.
+"""
 
-__all__ = ["ModelMeta", "create_model", "list_models", "model_entry"]
+import importlib
+import pkgutil
+
+from ._registry import ModelMeta, count_params, create_model, list_models, model_entry
+
+__all__ = ["ModelMeta", "count_params", "create_model", "list_models", "model_entry"]
+
+for _family in pkgutil.iter_modules(__path__):
+    if not _family.name.startswith("_"):
+        importlib.import_module(f"{__name__}.{_family.name}")

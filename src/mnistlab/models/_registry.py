@@ -14,11 +14,18 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
+from ..data.normalize import MNIST_MEAN, MNIST_STD
 from ..errors import MnistlabError, UsageError
 
-__all__ = ["ModelMeta", "create_model", "list_models", "model_entry", "register_model"]
+__all__ = [
+    "ModelMeta",
+    "count_params",
+    "create_model",
+    "list_models",
+    "model_entry",
+    "register_model",
+]
 
-MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 DIGITS = tuple(str(i) for i in range(10))
 
 
@@ -120,3 +127,8 @@ def create_model(
         source=entry.source,
     )
     return model
+
+
+def count_params(model: nn.Module) -> int:
+    """All parameters of ``model``, trainable or not."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,24 +1,22 @@
-"""Training: the config, the loop functions and ``fit``."""
+"""Training: the config, the presets, the loop functions and ``fit``."""
 
-from .config import LOSSES, OPTIMIZERS, SCHEDULES, TrainConfig
-from .fit import FitResult, Reporter, fit, pick_device, read_metrics
+from .config import LOSSES, OPTIMIZERS, RUNTIME, SCHEDULES, TrainConfig
+from .fit import FitResult, Reporter, fit
 from .loop import evaluate, train_one_epoch
-from .optim import count_params, make_loss, make_optimizer, make_scheduler
+from .optim import make_loss, make_optimizer, make_scheduler
 
 __all__ = [
     "LOSSES",
     "OPTIMIZERS",
+    "RUNTIME",
     "SCHEDULES",
     "FitResult",
     "Reporter",
     "TrainConfig",
-    "count_params",
     "evaluate",
     "fit",
     "make_loss",
     "make_optimizer",
     "make_scheduler",
-    "pick_device",
-    "read_metrics",
     "train_one_epoch",
 ]

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..data.loader import DeviceLoader, normalize
-from ..metrics import confusion_matrix
+from ..data.loader import DeviceLoader
+from ..data.normalize import normalize
 from .optim import LossFn
 
 __all__ = ["EpochPosition", "StopFlag", "evaluate", "train_one_epoch"]
@@ -168,7 +168,10 @@ def evaluate(
         loss_sum += loss_fn(logits, y).double() * len(y)
         preds[i : i + batch_size] = logits.argmax(1)
     model.train(was_training)
-    confusion = confusion_matrix(labels, preds, num_classes).cpu()
+    # (C, C) counts; the same as analysis.metrics.confusion_matrix, which training
+    # does not import (analysis sits above training)
+    flat = labels.long() * num_classes + preds
+    confusion = torch.bincount(flat, minlength=num_classes**2).reshape(num_classes, -1).cpu()
     correct = int(confusion.diag().sum())
     out = {
         "loss": loss_sum.item() / max(n, 1),

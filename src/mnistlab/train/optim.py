@@ -6,7 +6,6 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 __all__ = ["make_loss", "make_optimizer", "make_scheduler"]
 
@@ -80,7 +79,3 @@ def make_scheduler(
             optimizer, max_lr=max_lr, total_steps=total, pct_start=0.25
         )
     raise ValueError(f"unknown schedule {name!r}")
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

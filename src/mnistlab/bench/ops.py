@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..bench.timing import median_time
+from .timing import median_time
 from ..models import create_model
 
 __all__ = ["bench_ops"]

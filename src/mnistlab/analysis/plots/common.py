@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write
+from ..._io import atomic_write
 
-__all__ = ["plot_curves", "plot_grid", "plot_pairs", "plot_samples"]
+__all__ = ["plot_curves", "plot_grid", "plot_pairs", "plot_samples", "write_curves"]
 
 
 def _plt():
@@ -77,6 +77,22 @@ def plot_curves(
         ax.legend()
     fig.tight_layout()
     return _save(fig, path)
+
+
+def write_curves(run_dir: str | os.PathLike) -> Path:
+    """Draw a run folder's ``curves.png`` from its ``metrics.jsonl``."""
+    from ...runs.folder import read_metrics
+
+    run = Path(run_dir)
+    records = read_metrics(run)
+    history = [r for r in records if r.get("type") == "epoch"]
+    # steps per epoch places the step logs; runs from before it was recorded use the
+    # last step logged in the first epoch
+    steps = history[0].get("steps") if history else None
+    if not steps:
+        logged = [r["step"] for r in records if r.get("type") == "step" and r["epoch"] == 1]
+        steps = max(logged, default=1)
+    return plot_curves(history, records, run / "curves.png", steps)
 
 
 def plot_grid(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .plots import _plt, _save
+from .common import _plt, _save
 
 __all__ = ["plot_accuracy", "plot_overlay", "plot_tradeoff"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from .train import Reporter, TrainConfig
+from ..train import Reporter, TrainConfig
 
 __all__ = ["RichReporter", "format_config"]
 
@@ -38,8 +38,10 @@ class RichReporter(Reporter):
         self.progress: Progress | None = None
         self.task = None
         self.header_done = False
+        self.run_dir: Path | None = None
 
     def start(self, cfg: TrainConfig, run_dir: Path, info: dict) -> None:
+        self.run_dir = run_dir
         c = self.console
         sizes = f"{info['train_size']:,} train / {info['val_size']:,} val"
         c.print(
@@ -97,6 +99,10 @@ class RichReporter(Reporter):
             text = fmt.format(value) if value is not None else "-"
             cells.append(text.rjust(_width(header, fmt)))
         self.console.print("  ".join(cells))
+        if self.run_dir is not None:  # the curves so far, to look at while it trains
+            from ..analysis.plots import write_curves
+
+            write_curves(self.run_dir)
 
     def close(self) -> None:
         self._stop_progress()

@@ -23,12 +23,13 @@ from pathlib import Path
 
 import torch
 
-from ._io import atomic_write, atomic_write_json
-from .checkpoint import load_checkpoint
-from .errors import UsageError
-from .models import list_models
-from .train import Reporter, TrainConfig, fit, read_metrics
-from .train.presets import PRESETS
+from .._io import atomic_write, atomic_write_json
+from ..runs.checkpoint import load_checkpoint
+from ..errors import UsageError
+from ..models import list_models
+from ..runs.folder import is_finished, read_metrics
+from ..train import Reporter, TrainConfig, fit
+from ..train.presets import PRESETS
 
 __all__ = ["SUITES", "Entry", "compare", "parse_entry"]
 
@@ -97,11 +98,6 @@ def parse_entry(text: str, recipe: str, base: str | None, overrides: dict) -> En
         start = TrainConfig.from_preset(base) if base else TrainConfig()
         cfg = dataclasses.replace(start, **overrides, **local, model=name)
     return Entry(text, cfg.validate())
-
-
-def _run_folder_done(run_dir: Path) -> bool:
-    last = run_dir / "last.json"
-    return last.is_file() and json.loads(last.read_text()).get("resume", {}).get("done", False)
 
 
 # settings that do not change what a run computes
@@ -200,7 +196,7 @@ def compare(
             cfg = dataclasses.replace(entry.config, seed=seed, out_dir=str(out), run_name=name)
             if (run_dir / "config.json").is_file():
                 _check_same_recipe(run_dir, cfg)
-            if _run_folder_done(run_dir):
+            if is_finished(run_dir):
                 log(f"{name}: done already, kept")
             else:
                 resume = run_dir if (run_dir / "last.json").is_file() else None
@@ -209,12 +205,11 @@ def compare(
                 log(f"{name}: {'resuming' if resume else 'training'} {entry.config.model}")
                 reporter = reporter_factory() if reporter_factory else Reporter()
                 result = fit(cfg, resume=resume, reporter=reporter)
-                if hasattr(reporter, "close"):
-                    reporter.close()
+                reporter.close()
                 if result.interrupted:
                     return None
             done[entry.label].append(run_dir)
-    from .train import pick_device
+    from .._runtime import pick_device
 
     device = pick_device(entries[0].config.device)
     rows = [_summarise(e, done[e.label], device) for e in entries]
@@ -238,7 +233,7 @@ COLUMNS = [
 
 
 def write_outputs(rows: list[dict], out: Path, seeds: list[int]) -> None:
-    from .plots_compare import plot_accuracy, plot_overlay, plot_tradeoff
+    from .plots.compare import plot_accuracy, plot_overlay, plot_tradeoff
 
     header = [c for c, _ in COLUMNS]
     cells = [[f(r) for _, f in COLUMNS] for r in rows]

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
-from .errors import MnistlabError
+from ..errors import MnistlabError
 
 __all__ = ["data_app"]
 
@@ -28,7 +28,7 @@ DATA_DIR = typer.Option(
 @data_app.command()
 def download(dataset: str = DATASET, data_dir: Path = DATA_DIR) -> None:
     """Download the four IDX files, verified by MD5, into the data folder."""
-    from .data import download_dataset, get_dataset, mirrors_for
+    from ..data import download_dataset, get_dataset, mirrors_for
 
     info = get_dataset(dataset)
     console.print(f"mirrors: {', '.join(mirrors_for(info))}")
@@ -48,8 +48,8 @@ def download(dataset: str = DATASET, data_dir: Path = DATA_DIR) -> None:
 @data_app.command()
 def verify(dataset: str = DATASET, data_dir: Path = DATA_DIR) -> None:
     """Check the files' content checksums and shapes; exit 1 if any is bad or missing."""
-    from .data import find_dataset_dir, get_dataset, verify_dir
-    from .data.datasets import missing_message
+    from ..data import find_dataset_dir, get_dataset, verify_dir
+    from ..data.datasets import missing_message
 
     info = get_dataset(dataset)
     folder = find_dataset_dir(dataset, data_dir)
@@ -68,7 +68,7 @@ def verify(dataset: str = DATASET, data_dir: Path = DATA_DIR) -> None:
 @data_app.command()
 def info(dataset: str = DATASET, data_dir: Path = DATA_DIR) -> None:
     """Describe a dataset: classes, normalisation, where its files are, label counts."""
-    from .data import candidate_dirs, find_dataset_dir, get_dataset, load_arrays
+    from ..data import candidate_dirs, find_dataset_dir, get_dataset, load_arrays
 
     ds = get_dataset(dataset)
     folder = find_dataset_dir(dataset, data_dir)
@@ -105,8 +105,8 @@ def show(
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="PNG file to write."),
 ) -> None:
     """Write a PNG grid of samples with their labels."""
-    from .data import get_dataset, load_arrays
-    from .plots import plot_samples
+    from ..data import get_dataset, load_arrays
+    from ..analysis.plots import plot_samples
 
     ds = get_dataset(dataset)
     images, labels = load_arrays(dataset, split, data_dir)

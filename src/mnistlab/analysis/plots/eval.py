@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .plots import _plt, _save
+from .common import _plt, _save
 
 __all__ = ["plot_confusion", "plot_reliability"]
 

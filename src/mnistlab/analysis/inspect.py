@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .data.loader import normalize
+from ..data.normalize import normalize
 
 __all__ = ["conv_kernels", "feature_maps", "inspect_model"]
 
@@ -46,7 +46,7 @@ def inspect_model(
     model: nn.Module, image: torch.Tensor, out_dir: str | os.PathLike, label: str = ""
 ) -> list[Path]:
     """Write input.png, one features_<layer>.png per conv layer and kernels_<layer>.png."""
-    from .plots_inside import plot_input, plot_kernels, plot_maps
+    from .plots.inspect import plot_input, plot_kernels, plot_maps
 
     out = Path(out_dir)
     maps = feature_maps(model, image)

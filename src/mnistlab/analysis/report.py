@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from ._io import atomic_write
+from .._io import atomic_write
 
 __all__ = ["html_page", "img_tag", "table_html", "write_run_report"]
 
@@ -110,13 +110,16 @@ def _layer_rows(summary) -> list[list]:
 
 def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """Write ``run_dir/report.html``; evaluates the best checkpoint first if needed."""
-    from .checkpoint import load_checkpoint
-    from .data import load_split
-    from .evaluation import evaluate_checkpoint
+    from ..runs.checkpoint import load_checkpoint
+    from ..data import load_split
+    from .evaluate import evaluate_checkpoint
     from .summary import summarize
-    from .train import read_metrics
+    from ..runs.folder import read_metrics, require_run_folder
 
-    run = Path(run_dir)
+    from .plots import write_curves
+
+    run = Path(require_run_folder(run_dir))
+    write_curves(run)
     model, doc = load_checkpoint(run / "best.json")
     eval_json = run / "eval" / "eval.json"
     if eval_json.is_file():

@@ -17,7 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import MnistlabError, UsageError
+from ..data.normalize import normalize_array
+from ..errors import MnistlabError, UsageError
+from ..models import count_params
 from .preprocess import PreprocessError, load_digit
 
 __all__ = ["Predictor", "expand_inputs", "load_predictor", "predict_files"]
@@ -32,11 +34,12 @@ class Predictor:
     mean: float
     std: float
     run: object  # callable: float32 (N, 1, 28, 28) normalised -> logits (N, C) numpy
+    params: int | None = None  # the model's parameter count, where known (not for ONNX)
 
     def probs(self, digits: np.ndarray) -> np.ndarray:
         """Softmax probabilities ``(N, C)`` for uint8 digits ``(N, 28, 28)``."""
-        x = (digits.astype(np.float32)[:, None] / 255.0 - self.mean) / self.std
-        logits = np.asarray(self.run(x.astype(np.float32)), dtype=np.float64)
+        x = normalize_array(digits[:, None], self.mean, self.std)  # (N, 1, 28, 28)
+        logits = np.asarray(self.run(x), dtype=np.float64)
         e = np.exp(logits - logits.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
 
@@ -61,7 +64,7 @@ def load_predictor(path: str | os.PathLike, device: str = "cpu") -> Predictor:
         meta = onnx_metadata(session)
         return Predictor(meta["name"], list(meta["class_names"]), meta["mean"], meta["std"],
                          lambda x: session.run(None, {"input": x})[0])  # fmt: skip
-    from .checkpoint import load_checkpoint
+    from ..runs.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(p, device)
     meta = model.meta
@@ -70,7 +73,8 @@ def load_predictor(path: str | os.PathLike, device: str = "cpu") -> Predictor:
     def run(x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
 
-    return Predictor(meta.name, list(meta.class_names), meta.mean, meta.std, run)
+    params = count_params(model)
+    return Predictor(meta.name, list(meta.class_names), meta.mean, meta.std, run, params)
 
 
 def expand_inputs(items: list[str]) -> list[str]:

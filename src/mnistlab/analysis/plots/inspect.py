@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .plots import _plt, _save
+from .common import _plt, _save
 
 __all__ = ["plot_input", "plot_kernels", "plot_maps"]
 

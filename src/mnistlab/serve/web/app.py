@@ -99,7 +99,7 @@ def create_app(run: str | os.PathLike, device: str = "cpu") -> FastAPI:
 
     predictor = load_predictor(run, device)
     info = _model_info(Path(run), predictor)
-    page = files("mnistlab.web").joinpath("static/index.html").read_text(encoding="utf-8")
+    page = files("mnistlab.serve.web").joinpath("static/index.html").read_text(encoding="utf-8")
     app = FastAPI(
         title="mnistlab",
         version=info["mnistlab_version"],
@@ -167,25 +167,22 @@ def _classify(predictor, data: bytes) -> tuple[np.ndarray, np.ndarray]:
             )
         digit = to_mnist(img, "image")
     except PreprocessError as e:
-        status = 413 if "over the limit" in str(e) or "too many pixels" in str(e) else 422
+        status = 413 if e.kind == "too_large" else 422
         raise ApiError(status, str(e)) from None
     return digit, predictor.probs(digit[None])[0]
 
 
 def _model_info(run: Path, predictor) -> dict:
-    from .. import __version__
+    from ..._version import __version__
 
     info = {"name": predictor.name, "classes": predictor.class_names, "mean": predictor.mean,
             "std": predictor.std, "parameters": None, "test_accuracy": None,
             "mnistlab_version": __version__}  # fmt: skip
     if run.suffix != ".onnx":
-        from ..checkpoint import read_checkpoint_json
+        from ...runs.checkpoint import read_checkpoint_json
 
         doc, _ = read_checkpoint_json(run)
         info["test_accuracy"] = doc.get("metrics", {}).get("test_acc")
         info["source"] = doc["model"].get("source", "")
-        from ..models import create_model
-        from ..train import count_params
-
-        info["parameters"] = count_params(create_model(predictor.name, **doc["model"]["kwargs"]))
+        info["parameters"] = predictor.params
     return info

@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._io import atomic_write_json
-from .data.loader import normalize
+from .._io import atomic_write_json
+from ..data.normalize import normalize
 from .metrics import calibration, confident_mistakes, confusion_matrix, per_class
 
 __all__ = ["evaluate_checkpoint", "predict_probs"]
@@ -43,8 +43,8 @@ def evaluate_checkpoint(
     split: str = "test",
 ) -> dict:
     """Evaluate ``model`` (with its ``meta``) and write the pictures and ``eval.json``."""
-    from .plots import plot_grid
-    from .plots_eval import plot_confusion, plot_reliability
+    from .plots.common import plot_grid
+    from .plots.eval import plot_confusion, plot_reliability
 
     meta = model.meta
     names = list(meta.class_names)

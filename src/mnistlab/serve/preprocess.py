@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 
-from .errors import MnistlabError
+from ..errors import MnistlabError
 
 __all__ = ["MAX_PIXELS", "PreprocessError", "for_display", "load_digit", "open_image", "to_mnist"]
 
@@ -51,7 +51,8 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Im
             w, h = img.size
             if w * h > MAX_PIXELS:
                 raise PreprocessError(
-                    f"{label}: {w}x{h} is over the limit of {MAX_PIXELS:,} pixels; scale it down"
+                    f"{label}: {w}x{h} is over the limit of {MAX_PIXELS:,} pixels; scale it down",
+                    kind="too_large",
                 )
             img.load()
     except FileNotFoundError:
@@ -61,7 +62,9 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Im
     except UnidentifiedImageError:
         raise PreprocessError(f"{label}: not an image Pillow can read") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise PreprocessError(f"{label}: too many pixels (decompression-bomb guard)") from None
+        raise PreprocessError(
+            f"{label}: too many pixels (decompression-bomb guard)", kind="too_large"
+        ) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise PreprocessError(f"{label}: corrupt or truncated image ({e})") from None
     return ImageOps.exif_transpose(img)

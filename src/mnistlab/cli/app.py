@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from . import __version__
-from ._cli_data import data_app
-from .errors import MnistlabError, UsageError
+from .._version import __version__
+from .data import data_app
+from ..errors import MnistlabError, UsageError
 
 try:  # recent Typer releases vendor click; older ones use the click package
     from typer._click import exceptions as click_exc
@@ -56,7 +56,7 @@ def _root(
 
 def _default(field: str) -> str:
     """Help suffix showing TrainConfig's default, so the two never disagree."""
-    from .train import TrainConfig
+    from ..train import TrainConfig
 
     value = getattr(TrainConfig(), field)
     return "" if value is None else f" \\[default: {value}]"  # \[ : literal bracket for rich
@@ -159,8 +159,8 @@ def train(
     one-cycle schedule, batch 256, 2 epochs. Ctrl-C stops after the current step and
     saves the state; `--resume RUN` continues exactly where it stopped.
     """
-    from ._progress import RichReporter
-    from .train import TrainConfig, fit
+    from .progress import RichReporter
+    from ..train import TrainConfig, fit
 
     if list_presets:
         _print_presets()
@@ -203,7 +203,7 @@ def train(
             f"[bold green]test accuracy {best['test_acc']:.2%}[/] "
             f"(best checkpoint: {chosen}; training time {total:.1f} s)"
         )
-    from .report import write_run_report
+    from ..analysis.report import write_run_report
 
     report = write_run_report(run, cfg.data_dir)
     console.print(f"run folder: {run}  (checkpoints, metrics.jsonl, curves.png, eval/)")
@@ -211,7 +211,7 @@ def train(
 
 
 def _print_presets() -> None:
-    from .train.presets import PRESETS
+    from ..train.presets import PRESETS
 
     table = Table(title="mnistlab train --preset NAME")
     table.add_column("preset")
@@ -237,10 +237,10 @@ def evaluate(
     Also writes confusion.png, mistakes.png (the most confident mistakes),
     predictions.png, reliability.png and eval.json.
     """
-    from .checkpoint import load_checkpoint
-    from .data import get_dataset, load_split
-    from .evaluation import evaluate_checkpoint
-    from .train import pick_device
+    from ..runs.checkpoint import load_checkpoint
+    from ..data import get_dataset, load_split
+    from ..analysis.evaluate import evaluate_checkpoint
+    from .._runtime import pick_device
 
     if which not in ("best", "last"):
         raise UsageError(f"--which must be best or last, got {which!r}")
@@ -288,15 +288,15 @@ def inspect(
     ),
 ) -> None:
     """Feature maps of every conv layer for one input, and the first layers' kernels."""
-    from .checkpoint import load_checkpoint
-    from .data import load_split
-    from .inside import inspect_model
+    from ..runs.checkpoint import load_checkpoint
+    from ..data import load_split
+    from ..analysis.inspect import inspect_model
 
     model, doc = load_checkpoint(run / "best.json" if run.is_dir() else run)
     if image is not None:
         import torch
 
-        from .preprocess import load_digit
+        from ..serve.preprocess import load_digit
 
         x, label = torch.from_numpy(load_digit(image)).unsqueeze(0), ""  # (1, 28, 28) uint8
     else:
@@ -337,9 +337,9 @@ def compare(
     report.html. Finished runs are kept: run the same command again to continue
     after Ctrl-C, or to add seeds.
     """
-    from ._progress import RichReporter
-    from .compare import SUITES, _slug, parse_entry
-    from .compare import compare as run_compare
+    from .progress import RichReporter
+    from ..analysis.compare import SUITES, _slug, parse_entry
+    from ..analysis.compare import compare as run_compare
 
     if list_suites:
         table = Table(title="mnistlab compare --suite NAME")
@@ -381,7 +381,7 @@ def compare(
     if rows is None:
         console.print(f"[yellow]interrupted[/]; run the same command again to continue ({folder})")
         raise typer.Exit(130)
-    from .compare import COLUMNS
+    from ..analysis.compare import COLUMNS
 
     table = Table(title=f"comparison · seeds {seeds}")
     for col, _ in COLUMNS:
@@ -409,8 +409,8 @@ def predict(
     """
     import json as json_mod
 
-    from .predict import expand_inputs, load_predictor, predict_files
-    from .train import pick_device
+    from ..serve.predict import expand_inputs, load_predictor, predict_files
+    from .._runtime import pick_device
 
     predictor = load_predictor(run, str(pick_device(device)) if device != "cpu" else "cpu")
     results = predict_files(predictor, expand_inputs(images))
@@ -427,8 +427,8 @@ def predict(
                 console.print(f"{r.source}: [bold]{r.label}[/] ({r.confidence:.1%})  top 3: {top}")
     ok = [r for r in results if r.error is None]
     if show is not None and ok:
-        from .plots import plot_pairs
-        from .preprocess import for_display, open_image
+        from ..analysis.plots import plot_pairs
+        from ..serve.preprocess import for_display, open_image
 
         originals = [
             np.asarray(for_display(open_image(r.source))) if r.source != "-" else r.digit
@@ -450,8 +450,8 @@ def export(
     ),
 ) -> None:
     """Export the best checkpoint to ONNX or TorchScript, metadata included."""
-    from .checkpoint import load_checkpoint
-    from .export import export_onnx, export_torchscript
+    from ..runs.checkpoint import load_checkpoint
+    from ..serve.export import export_onnx, export_torchscript
 
     if format not in ("onnx", "torchscript"):
         raise UsageError(f"--format must be onnx or torchscript, got {format!r}")
@@ -474,7 +474,7 @@ def serve(
     try:
         import uvicorn
 
-        from .web import create_app
+        from ..serve.web import create_app
     except ImportError:
         raise MnistlabError("the web app needs its extras: pip install 'mnistlab[web]'") from None
     app_ = create_app(run, device)
@@ -502,8 +502,8 @@ def bench(
     vs for-loop optimiser, torch.compile). The full run takes about half an hour
     on a 2-core CPU.
     """
-    from .bench import SECTIONS, run_bench
-    from .train import pick_device
+    from ..bench import SECTIONS, run_bench
+    from .._runtime import pick_device
 
     sections = tuple(s.strip() for s in only.split(",") if s.strip()) if only else SECTIONS
     path = run_bench(
@@ -522,7 +522,7 @@ def ops_bench(
     """Time LeNet-5 with the from-scratch layers (loops, im2col) against torch's."""
     import torch
 
-    from .ops.bench import bench_ops
+    from ..bench.ops import bench_ops
 
     if threads:
         torch.set_num_threads(threads)
@@ -556,7 +556,7 @@ def report(
     ),
 ) -> None:
     """(Re)write a run's self-contained report.html: curves, confusion, mistakes, calibration."""
-    from .report import write_run_report
+    from ..analysis.report import write_run_report
 
     if not (run / "config.json").is_file():
         raise MnistlabError(f"{run}: not a run folder (no config.json); check the path")
@@ -568,9 +568,9 @@ def summary(
     model: str = typer.Argument(..., help="A model name, a run folder or a checkpoint file."),
 ) -> None:
     """Per-layer output shapes, parameters and FLOPs, with totals per image."""
-    from .checkpoint import load_checkpoint
-    from .models import create_model
-    from .summary import summarize
+    from ..runs.checkpoint import load_checkpoint
+    from ..models import create_model
+    from ..analysis.summary import summarize
 
     net = load_checkpoint(model)[0] if Path(model).exists() else create_model(model)
     s = summarize(net, tuple(net.meta.input_size))
@@ -592,8 +592,7 @@ def summary(
 @app.command("models")
 def models_cmd() -> None:
     """List the registered models with their parameter counts and sources."""
-    from .models import create_model, list_models, model_entry
-    from .train import count_params
+    from ..models import count_params, create_model, list_models, model_entry
 
     table = Table(title="mnistlab models")
     for col in ("name", "family", "parameters", "source"):
@@ -627,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     except (typer.Abort, KeyboardInterrupt):
         return _fail("interrupted", 130)
     except MnistlabError as e:
-        return _fail(str(e), e.exit_code)
+        return _fail(e.cli_message(), e.exit_code)
     except BrokenPipeError:
         return 1
     except Exception as e:  # a bug: still one line, with the way to see more

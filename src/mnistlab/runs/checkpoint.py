@@ -21,10 +21,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import __version__
-from ._io import atomic_write, atomic_write_json
-from .errors import MnistlabError
-from .models import ModelMeta, create_model
+from .._version import __version__
+from .._io import atomic_write, atomic_write_json
+from ..errors import MnistlabError
+from ..models import ModelMeta, create_model
 
 __all__ = ["CheckpointError", "load_checkpoint", "read_checkpoint_json", "save_checkpoint"]
 

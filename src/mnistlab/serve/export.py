@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._io import atomic_write
-from .errors import MnistlabError
+from .._io import atomic_write
+from ..errors import MnistlabError
 
 __all__ = ["export_onnx", "export_torchscript", "onnx_metadata"]
 
