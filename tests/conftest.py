@@ -1,8 +1,10 @@
-"""Shared fixtures: the real MNIST files and a device-resident copy of them."""
+"""Shared fixtures: the real MNIST files, a copy of them in memory, and one trained cnn."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -37,15 +39,41 @@ def mnist(mnist_dir):
     return load_data("mnist", mnist_dir, "cpu", val_size=5000, seed=0)
 
 
-@pytest.fixture(scope="session")
-def trained_run(tmp_path_factory, mnist_dir) -> Path:
-    """A cnn trained for one epoch with the default recipe (about 98% on MNIST test)."""
-    from mnistlab import TrainConfig, fit
+def cli_env(mnist_dir: Path) -> dict:
+    """The environment for a ``python -m mnistlab`` subprocess: real data, no downloads."""
+    return {
+        **os.environ,
+        "MNISTLAB_DATA": str(mnist_dir),
+        "MNISTLAB_MIRRORS": "http://127.0.0.1:9/",
+    }
 
-    out = tmp_path_factory.mktemp("trained")
-    return fit(
-        TrainConfig(model="cnn", epochs=1, out_dir=str(out), data_dir=str(mnist_dir))
-    ).run_dir
+
+@pytest.fixture(scope="session")
+def cnn_cli_run(tmp_path_factory, mnist_dir) -> tuple[Path, str]:
+    """(run folder, stdout) of ``python -m mnistlab train --model cnn --epochs 1``.
+
+    The one full-MNIST training of the suite (the default recipe, about 98% on MNIST
+    test), shared by every test that needs a trained model. Tests may add ``eval/``,
+    ``inspect/`` or ``report.html`` to the folder; none may change the checkpoints.
+    """
+    out = tmp_path_factory.mktemp("cnn-cli")
+    cmd = ["train", "--model", "cnn", "--epochs", "1", "--out-dir", str(out)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnistlab", *cmd],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=cli_env(mnist_dir),
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run,) = out.iterdir()
+    return run, proc.stdout
+
+
+@pytest.fixture(scope="session")
+def trained_run(cnn_cli_run) -> Path:
+    """A cnn trained for one epoch with the default recipe (about 98% on MNIST test)."""
+    return cnn_cli_run[0]
 
 
 @pytest.fixture(autouse=True)

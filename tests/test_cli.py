@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import subprocess
 import sys
@@ -23,42 +22,36 @@ def _single_error_line(err: str) -> str:
     return lines[0]
 
 
-def _env(mnist_dir) -> dict:
-    return {
-        **os.environ,
-        "MNISTLAB_DATA": str(mnist_dir),
-        "MNISTLAB_MIRRORS": "http://127.0.0.1:9/",
-    }
-
-
 @pytest.fixture(scope="module")
-def cnn_run(tmp_path_factory, mnist_dir):
-    """`mnistlab train --model cnn --epochs 1` on the full real training set."""
-    out = tmp_path_factory.mktemp("runs")
-    proc = subprocess.run(
-        [sys.executable, "-m", "mnistlab", "train", "--model", "cnn", "--epochs", "1",
-         "--out-dir", str(out)],
-        capture_output=True, text=True, timeout=600, env=_env(mnist_dir),
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    (run,) = out.iterdir()
-    return run, proc.stdout
+def cnn_run(cnn_cli_run):
+    """`mnistlab train --model cnn --epochs 1` on the full real training set.
+
+    The session's one training run (tests/conftest.py), shared with ``trained_run``.
+    """
+    return cnn_cli_run
 
 
+@pytest.mark.slow
 def test_train_cnn_one_epoch_reaches_97_percent(cnn_run):
     run, stdout = cnn_run
     best = json.loads((run / "best.json").read_text())
     assert best["metrics"]["test_acc"] >= 0.97
     assert f"test accuracy {100 * best['metrics']['test_acc']:.2f}%" in stdout
     assert "config: model=cnn" in stdout
-    for name in ("config.json", "metrics.jsonl", "best.safetensors", "last.safetensors",
-                 "curves.png"):  # fmt: skip
+    for name in (
+        "config.json",
+        "metrics.jsonl",
+        "best.safetensors",
+        "last.safetensors",
+        "curves.png",
+    ):
         assert (run / name).is_file()
     assert re.fullmatch(r"\d{8}-\d{6}-cnn", run.name)
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"] == "cnn" and cfg["epochs"] == 1 and cfg["val_size"] == 5000
 
 
+@pytest.mark.slow
 def test_evaluate_reports_the_saved_accuracy_and_confusion(cnn_run, capsys):
     run, _ = cnn_run
     assert main(["evaluate", str(run)]) == 0
@@ -68,6 +61,7 @@ def test_evaluate_reports_the_saved_accuracy_and_confusion(cnn_run, capsys):
     assert "10,000 images" in out and "Confusion matrix" in out
 
 
+@pytest.mark.slow
 def test_python_dash_m_and_version():
     proc = subprocess.run(
         [sys.executable, "-m", "mnistlab", "--version"], capture_output=True, text=True
@@ -82,6 +76,7 @@ def test_help_lists_the_commands(capsys):
         assert cmd in out
 
 
+@pytest.mark.slow
 def test_dry_run_writes_a_run_folder(tmp_path, capsys):
     assert main(["train", "--dry-run", "--out-dir", str(tmp_path)]) == 0
     (run,) = tmp_path.iterdir()
@@ -132,6 +127,7 @@ def test_malformed_data_file_is_named(tmp_path, mnist_dir, capsys):
     assert "t10k-labels-idx1-ubyte.gz" in line
 
 
+@pytest.mark.slow
 def test_console_script_exit_code_without_traceback(tmp_path):
     exe = Path(sys.executable).with_name("mnistlab")
     proc = subprocess.run([str(exe), "train", "--lr", "-3"], capture_output=True, text=True)

@@ -7,14 +7,21 @@ import json
 
 import pytest
 
-from mnistlab.cli import main
 from mnistlab.analysis.compare import SUITES, parse_entry
+from mnistlab.cli import main
 from mnistlab.errors import UsageError
 
 from .browser import chromium_page
 
-FILES = ["comparison.md", "comparison.csv", "comparison.json", "accuracy.png", "tradeoff.png",
-         "curves.png", "report.html"]  # fmt: skip
+FILES = [
+    "comparison.md",
+    "comparison.csv",
+    "comparison.json",
+    "accuracy.png",
+    "tradeoff.png",
+    "curves.png",
+    "report.html",
+]
 ARGS = ["--seeds", "0,1", "--epochs", "1", "--train-subset", "1500", "--val-size", "500"]
 
 
@@ -25,6 +32,7 @@ def compared(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_every_file_and_every_column(compared):
     for name in FILES:
         assert (compared / name).is_file(), name
@@ -41,12 +49,15 @@ def test_every_file_and_every_column(compared):
     data = json.loads((compared / "comparison.json").read_text())
     cnn = data["rows"][0]
     # mean and std are of the two seeds' best checkpoints, as saved in their runs
-    accs = [json.loads((compared / f"cnn-s{s}" / "best.json").read_text())["metrics"]["test_acc"]
-            for s in (0, 1)]  # fmt: skip
+    accs = [
+        json.loads((compared / f"cnn-s{s}" / "best.json").read_text())["metrics"]["test_acc"]
+        for s in (0, 1)
+    ]
     assert cnn["test_accs"] == accs and cnn["test_acc_mean"] == pytest.approx(sum(accs) / 2)
     assert len(cnn["curves"]) == 2 and cnn["curves"][0]["split"] == "val"
 
 
+@pytest.mark.slow
 def test_running_again_keeps_finished_runs(compared, capsys):
     before = (compared / "cnn-s0" / "best.safetensors").stat().st_mtime_ns
     assert main(["compare", "cnn", "mlp-small", *ARGS, "--out", str(compared)]) == 0
@@ -54,6 +65,7 @@ def test_running_again_keeps_finished_runs(compared, capsys):
     assert (compared / "cnn-s0" / "best.safetensors").stat().st_mtime_ns == before
 
 
+@pytest.mark.slow
 def test_a_kept_run_with_another_recipe_is_refused(compared, capsys):
     other = ["--seeds", "0", "--epochs", "2", "--train-subset", "1500", "--val-size", "500"]
     assert main(["compare", "cnn", *other, "--out", str(compared)]) == 2
@@ -61,6 +73,7 @@ def test_a_kept_run_with_another_recipe_is_refused(compared, capsys):
     assert "another recipe" in err and "epochs=1" in err
 
 
+@pytest.mark.slow
 def test_comparison_report_renders(compared):
     with chromium_page() as page:
         page.goto((compared / "report.html").as_uri())

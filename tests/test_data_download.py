@@ -328,6 +328,7 @@ def test_cli_verify_missing_dir(tmp_path, capsys):
     assert "not found" in line and str(tmp_path / "mnist") in line
 
 
+@pytest.mark.slow
 def test_cli_show_writes_png(tmp_path, capsys):
     from PIL import Image
 

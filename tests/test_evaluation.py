@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from mnistlab import TrainConfig, fit, load_checkpoint
-from mnistlab.cli import main
 from mnistlab.analysis.inspect import conv_kernels, feature_maps
 from mnistlab.analysis.metrics import calibration, confident_mistakes, confusion_matrix, per_class
+from mnistlab.cli import main
 from mnistlab.train import evaluate, make_loss
 
 
@@ -53,11 +53,18 @@ def test_confident_mistakes_are_wrong_and_sorted():
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory, mnist_dir):
     out = tmp_path_factory.mktemp("runs")
-    cfg = TrainConfig(model="cnn", epochs=1, train_subset=4000, val_size=500, out_dir=str(out),
-                      data_dir=str(mnist_dir))  # fmt: skip
+    cfg = TrainConfig(
+        model="cnn",
+        epochs=1,
+        train_subset=4000,
+        val_size=500,
+        out_dir=str(out),
+        data_dir=str(mnist_dir),
+    )
     return fit(cfg).run_dir
 
 
+@pytest.mark.slow
 def test_evaluate_cli_writes_pictures_and_agrees_with_evaluate(small_run, mnist, capsys):
     assert main(["evaluate", str(small_run)]) == 0
     res = json.loads((small_run / "eval" / "eval.json").read_text())
@@ -78,28 +85,50 @@ def test_evaluate_cli_writes_pictures_and_agrees_with_evaluate(small_run, mnist,
     assert f"accuracy {100 * res['accuracy']:.2f}%" in out and "precision" in out
 
 
+@pytest.mark.slow
 def test_feature_maps_and_kernels_have_the_documented_shapes(small_run, mnist):
     model, _ = load_checkpoint(small_run)
     maps = feature_maps(model, mnist.test[0][0])
-    assert [(n, tuple(t.shape)) for n, t in maps[:-1]] == [("0", (10, 24, 24)), ("3", (20, 8, 8))]
+    assert [(n, tuple(t.shape)) for n, t in maps[:-1]] == [
+        ("conv1", (10, 24, 24)),
+        ("conv2", (20, 8, 8)),
+    ]
     assert maps[-1][0] == "softmax" and maps[-1][1].sum().item() == pytest.approx(1.0)
     assert [tuple(w.shape) for _, w in conv_kernels(model)] == [(10, 1, 5, 5), (20, 10, 5, 5)]
 
 
+@pytest.mark.slow
 def test_inspect_cli(small_run, capsys):
     assert main(["inspect", str(small_run), "--index", "7"]) == 0
     files = sorted(p.name for p in (small_run / "inspect").iterdir())
-    assert files == ["features_00_0.png", "features_01_3.png", "input.png", "kernels_0.png",
-                     "kernels_3.png"]  # fmt: skip
+    assert files == [
+        "features_00_conv1.png",
+        "features_01_conv2.png",
+        "input.png",
+        "kernels_conv1.png",
+        "kernels_conv2.png",
+    ]
     assert main(["inspect", str(small_run), "--index", "10000"]) == 2
     assert "--index" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_inspect_own_image(small_run, tmp_path, mnist):
     from PIL import Image
 
     Image.fromarray(255 - mnist.test[0][0, 0].numpy()).resize((90, 90)).save(tmp_path / "d.png")
-    assert main(["inspect", str(small_run), "--image", str(tmp_path / "d.png"), "--out",
-                 str(tmp_path / "o")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "inspect",
+                str(small_run),
+                "--image",
+                str(tmp_path / "d.png"),
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "o" / "input.png").is_file()
     assert main(["inspect", str(small_run), "--image", str(tmp_path / "missing.png")]) == 1

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 
-from mnistlab import MnistlabError, UsageError, create_model, list_models
+from mnistlab import (
+    MnistlabError,
+    UsageError,
+    create_model,
+    list_models,
+    load_checkpoint,
+    save_checkpoint,
+)
 from mnistlab.data import normalize
-from mnistlab.models import ModelMeta
-from mnistlab.models import count_params
+from mnistlab.models import ModelMeta, count_params
+from mnistlab.runs.checkpoint import CheckpointError
 
 # Parameter counts worked out by hand (weights + biases; BatchNorm has 2 per channel).
 KNOWN_PARAMS = {
@@ -111,6 +121,7 @@ def test_channels_last_computes_the_same_function(name, batch):
                 assert rel < grad_tol, f"{key} {pname}: gradient off by {rel:.1e} (relative)"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODELS)
 def test_overfits_one_real_batch(name, batch):
     torch.manual_seed(0)
@@ -196,3 +207,83 @@ def test_lenet5_sees_32x32_and_lenet_fc1_takes_16x5x5():
     lenet = create_model("lenet").eval()
     fc1 = next(m for m in lenet if isinstance(m, torch.nn.Linear))
     assert fc1.in_features == 16 * 5 * 5
+
+
+# --- layer names ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_layer_has_a_name_not_a_number(name):
+    # summary, inspect and the checkpoint's tensors show these names: 'conv1', not '0'
+    model = create_model(name)
+    numbered = [path for path, _ in model.named_modules() if path.rsplit(".", 1)[-1].isdigit()]
+    assert not numbered, f"{name}: layers named by number: {numbered}"
+
+
+def _save_with_numbered_keys(stem, model, keys):
+    """A checkpoint as mnistlab wrote it while models were numbered ``nn.Sequential``s:
+    ``keys`` replace the state dict's names one by one, in order."""
+    save_checkpoint(stem, model)
+    tensors = dict(zip(keys, model.state_dict().values(), strict=True))
+    weights = stem.with_suffix(".safetensors")
+    save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(weights))
+    doc = json.loads(stem.with_suffix(".json").read_text())
+    doc["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    stem.with_suffix(".json").write_text(json.dumps(doc))
+
+
+def _old_keys(model):
+    """The keys a numbered nn.Sequential had: the layer's position, then its tensor's name."""
+    return [f"{i}.{k}" for i, layer in enumerate(model) for k in layer.state_dict()]
+
+
+def _same_outputs(a, b):
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        return torch.equal(a.eval()(x), b.eval()(x))
+
+
+def test_a_checkpoint_with_numbered_layers_still_loads(tmp_path):
+    # cnn was Conv2d 0, ReLU 1, MaxPool2d 2, Conv2d 3, ReLU 4, MaxPool2d 5, Flatten 6,
+    # Linear 7, Linear 8
+    old = ["0.weight", "0.bias", "3.weight", "3.bias", "7.weight", "7.bias", "8.weight", "8.bias"]
+    torch.manual_seed(1)
+    model = create_model("cnn")
+    assert _old_keys(model) == old
+    _save_with_numbered_keys(tmp_path / "old", model, old)
+    loaded, _ = load_checkpoint(tmp_path / "old.json")
+    assert list(loaded.state_dict()) == list(model.state_dict())  # conv1.weight ...
+    assert _same_outputs(loaded, model)
+
+
+@pytest.mark.parametrize(
+    "name", [n for n in MODELS if isinstance(create_model(n), torch.nn.Sequential)]
+)
+def test_numbered_checkpoints_of_every_sequential_model_load(name, tmp_path):
+    # includes BatchNorm buffers, and layer 11 (lenet's) which sorts before 3 as text
+    torch.manual_seed(1)
+    model = create_model(name).train()
+    model(torch.randn(8, 1, 28, 28))  # BatchNorm's running statistics move off 0 and 1
+    _save_with_numbered_keys(tmp_path / "old", model, _old_keys(model))
+    loaded, _ = load_checkpoint(tmp_path / "old.json")
+    assert _same_outputs(loaded, model)
+
+
+def test_numbered_weights_that_do_not_fit_are_still_refused(tmp_path):
+    # the same layers and tensor names, but fast at width 16 loaded as width 8
+    model = create_model("fast")
+    _save_with_numbered_keys(tmp_path / "ck", model, _old_keys(model))
+    doc = json.loads((tmp_path / "ck.json").read_text())
+    doc["model"]["kwargs"] = {"width": 8}
+    (tmp_path / "ck.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="do not fit model 'fast'") as e:
+        load_checkpoint(tmp_path / "ck.json")
+    assert "16 missing, e.g. 'conv1.weight', 16 unexpected" in str(e.value)
+    # another number of layers: cnn's eight tensors are not lenet's ten
+    model = create_model("cnn")
+    _save_with_numbered_keys(tmp_path / "ck", model, _old_keys(model))
+    doc = json.loads((tmp_path / "ck.json").read_text())
+    doc["model"]["name"] = "lenet"
+    (tmp_path / "ck.json").write_text(json.dumps(doc))
+    with pytest.raises(CheckpointError, match="do not fit model 'lenet'"):
+        load_checkpoint(tmp_path / "ck.json")

@@ -102,12 +102,20 @@ def test_the_same_weights_load_into_all_three_lenet5s():
         layers("cuda")
 
 
+@pytest.mark.slow
 def test_one_epoch_with_im2col_ends_within_0_3_points_of_torch(tmp_path, mnist_dir):
     # one epoch of the default recipe on the full training set (~30 s in all here)
     accs = {}
     for ops in ("torch", "im2col"):
-        cfg = TrainConfig(model="lenet5", model_kwargs={"ops": ops}, epochs=1, seed=0,
-                          out_dir=str(tmp_path), run_name=ops, data_dir=str(mnist_dir))  # fmt: skip
+        cfg = TrainConfig(
+            model="lenet5",
+            model_kwargs={"ops": ops},
+            epochs=1,
+            seed=0,
+            out_dir=str(tmp_path),
+            run_name=ops,
+            data_dir=str(mnist_dir),
+        )
         accs[ops] = fit(cfg).history[-1]["test_acc"]
     assert accs["torch"] > 0.95
     assert abs(accs["im2col"] - accs["torch"]) <= 0.003
@@ -120,6 +128,7 @@ def test_functional_forms_match_torch():
     _close(im2col.pool2d(x, 2, 2, 0, "mean"), F.avg_pool2d(x, 2))
 
 
+@pytest.mark.slow
 def test_ops_bench_reports_every_implementation(capsys):
     from mnistlab.cli import main
 

@@ -16,6 +16,8 @@ from mnistlab import load_checkpoint
 from mnistlab.cli import main
 from mnistlab.data import normalize
 
+pytestmark = pytest.mark.slow  # every test here needs the trained cnn
+
 
 @pytest.fixture(scope="module")
 def run(trained_run):
@@ -68,8 +70,11 @@ def test_predict_json_glob_and_show(run, images, tmp_path, capsys):
 
 def test_predict_from_stdin(run, images):
     data = next(images.glob("digit0_*.png")).read_bytes()
-    proc = subprocess.run([sys.executable, "-m", "mnistlab", "predict", str(run), "-"],
-                          input=data, capture_output=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnistlab", "predict", str(run), "-"],
+        input=data,
+        capture_output=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().startswith("-: 7 (")  # the first MNIST test digit is a 7
 

@@ -55,9 +55,11 @@ def test_unknown_preset():
         TrainConfig.from_preset("nope")
 
 
+@pytest.mark.slow
 def test_flags_override_the_preset_and_normalisation_reaches_the_checkpoint(tmp_path):
-    rc = main(["train", "-p", "seed004-lenet", "--epochs", "3", "--dry-run",
-               "--out-dir", str(tmp_path)])  # fmt: skip
+    rc = main(
+        ["train", "-p", "seed004-lenet", "--epochs", "3", "--dry-run", "--out-dir", str(tmp_path)]
+    )
     assert rc == 0
     (run,) = tmp_path.iterdir()
     cfg = json.loads((run / "config.json").read_text())

@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from mnistlab import TrainConfig, fit
-from mnistlab.cli import main
 from mnistlab.analysis.report import write_run_report
+from mnistlab.cli import main
 
 from .browser import chromium_page
+
+pytestmark = pytest.mark.slow  # every test here trains, or writes a report from a training
 
 ARTEFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
@@ -19,8 +21,14 @@ ARTEFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, mnist_dir):
     out = tmp_path_factory.mktemp("runs")
-    cfg = TrainConfig(model="cnn", epochs=2, train_subset=3000, val_size=500, out_dir=str(out),
-                      data_dir=str(mnist_dir))  # fmt: skip
+    cfg = TrainConfig(
+        model="cnn",
+        epochs=2,
+        train_subset=3000,
+        val_size=500,
+        out_dir=str(out),
+        data_dir=str(mnist_dir),
+    )
     run_dir = fit(cfg).run_dir
     write_run_report(run_dir, mnist_dir)
     return run_dir
@@ -31,8 +39,13 @@ def test_report_is_self_contained(run):
     # every picture is inlined; nothing is fetched from anywhere
     assert len(re.findall(r'src="data:image/png;base64,', page)) == 5
     assert not re.search(r'(src|href)="(https?:)?//', page)
-    for heading in ("Training curves", "The most confident mistakes", "Calibration", "Model",
-                    "Configuration"):  # fmt: skip
+    for heading in (
+        "Training curves",
+        "The most confident mistakes",
+        "Calibration",
+        "Model",
+        "Configuration",
+    ):
         assert f"<h2>{heading}" in page
     assert "21,840" in page  # the cnn's parameters, from the model summary
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mnistlab import create_model, list_models
-from mnistlab.cli import main
 from mnistlab.analysis.summary import count_flops, summarize
+from mnistlab.cli import main
 
 
 def test_cnn_flops_by_hand():
@@ -41,6 +41,7 @@ def test_rows_add_up_to_the_totals(name):
     assert s.rows[-1].output_shape == (1, 10)
 
 
+@pytest.mark.slow
 def test_summary_cli_on_a_name_and_on_a_run(tmp_path, capsys):
     assert main(["summary", "lenet5"]) == 0
     out = capsys.readouterr().out
@@ -50,3 +51,10 @@ def test_summary_cli_on_a_name_and_on_a_run(tmp_path, capsys):
     capsys.readouterr()
     assert main(["summary", str(run)]) == 0
     assert "21,840" in capsys.readouterr().out
+
+
+def test_summary_cli_names_the_layers(capsys):
+    assert main(["summary", "cnn"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    for layer, kind in (("conv1", "Conv2d"), ("pool1", "MaxPool2d"), ("fc1", "Linear")):
+        assert any(f" {layer} " in r and kind in r for r in rows), f"no {layer} row"

@@ -13,6 +13,8 @@ from PIL import Image
 from mnistlab.serve.web import create_app
 from mnistlab.serve.web.app import MAX_BODY
 
+pytestmark = pytest.mark.slow  # every test here needs the trained cnn
+
 
 @pytest.fixture(scope="module")
 def client(trained_run):

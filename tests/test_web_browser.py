@@ -15,6 +15,8 @@ import pytest
 
 from .browser import chromium_page
 
+pytestmark = pytest.mark.slow  # every test here needs the trained cnn
+
 ARTEFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
@@ -29,8 +31,10 @@ def server(trained_run):
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnistlab", "serve", str(trained_run), "--port", str(port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=os.environ.copy(),
-    )  # fmt: skip
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=os.environ.copy(),
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -93,8 +97,10 @@ def test_draw_one_clear_draw_zero(server):
             b == 0 for b in page.eval_on_selector_all(".bar", "e => e.map(x => +x.dataset.p)")
         )
 
-        loop = [(0.5 + 0.2 * math.sin(t), 0.5 - 0.32 * math.cos(t))
-                for t in [2 * math.pi * i / 40 for i in range(43)]]  # fmt: skip
+        loop = [
+            (0.5 + 0.2 * math.sin(t), 0.5 - 0.32 * math.cos(t))
+            for t in [2 * math.pi * i / 40 for i in range(43)]
+        ]
         _stroke(page, loop)  # a "0"
         label, bars = _answer(page)
         assert label == "0" and max(range(10), key=bars.__getitem__) == 0

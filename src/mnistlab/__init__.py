@@ -4,6 +4,7 @@ The public API is what ``__all__`` lists; modules starting with ``_`` are privat
 """
 
 from ._version import __version__
+from .analysis.report import write_run_report
 from .data import DeviceLoader, download_dataset, list_datasets, load_data
 from .errors import MnistlabError, UsageError
 from .models import ModelMeta, create_model, list_models
@@ -27,4 +28,5 @@ __all__ = [
     "load_data",
     "save_checkpoint",
     "train_one_epoch",
+    "write_run_report",
 ]

@@ -2,11 +2,12 @@
 
 ``pick_device`` turns "auto", "cpu", "cuda" or "mps" into a ``torch.device`` that
 is really available. ``keep_freed_memory`` keeps glibc from handing training's big
-activation buffers back to the OS every step. By default glibc serves blocks above a (moving) threshold with ``mmap`` and trims
-the heap top after frees, so a CPU training step can pay fresh page faults for
-its largest activations on every step. Which blocks that hits depends on what
-ran earlier in the process, which made the same epoch 1.2-1.5x slower after
-other shapes had run. Raising the thresholds makes the heap keep that memory.
+activation buffers back to the OS every step. By default glibc serves blocks
+above a (moving) threshold with ``mmap`` and trims the heap top after frees, so a
+CPU training step can pay fresh page faults for its largest activations on every
+step. Which blocks that hits depends on what ran earlier in the process, which
+made the same epoch 1.2-1.5x slower after other shapes had run. Raising the
+thresholds makes the heap keep that memory.
 """
 
 from __future__ import annotations
@@ -39,9 +40,12 @@ def keep_freed_memory() -> bool:
     # activation is 9.4 MiB. The trim threshold and top pad keep 1 GiB / 256 MiB.
     _done = all(
         mallopt(opt, value) == 1
-        for opt, value in ((_M_MMAP_THRESHOLD, 1 << 25), (_M_TRIM_THRESHOLD, 1 << 30),
-                           (_M_TOP_PAD, 1 << 28))
-    )  # fmt: skip
+        for opt, value in (
+            (_M_MMAP_THRESHOLD, 1 << 25),
+            (_M_TRIM_THRESHOLD, 1 << 30),
+            (_M_TOP_PAD, 1 << 28),
+        )
+    )
     return _done
 
 

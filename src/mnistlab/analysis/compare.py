@@ -24,14 +24,14 @@ from pathlib import Path
 import torch
 
 from .._io import atomic_write, atomic_write_json
-from ..runs.checkpoint import load_checkpoint
 from ..errors import UsageError
 from ..models import list_models
-from ..runs.folder import is_finished, read_metrics
+from ..runs.checkpoint import load_checkpoint
+from ..runs.folder import epoch_records, is_finished, read_config
 from ..train import Reporter, TrainConfig, fit
 from ..train.presets import PRESETS
 
-__all__ = ["SUITES", "Entry", "compare", "parse_entry"]
+__all__ = ["SUITES", "Entry", "compare", "comparison_table", "parse_entry", "slug", "write_outputs"]
 
 SUITES: dict[str, dict] = {
     "seed000": {
@@ -90,7 +90,9 @@ def parse_entry(text: str, recipe: str, base: str | None, overrides: dict) -> En
         local[key.strip().replace("-", "_")] = _coerce(key.strip().replace("-", "_"), value)
     if recipe == "own":
         if name not in PRESETS:
-            raise UsageError(f"{name!r} is not a preset; with --recipe own every entry is one")
+            raise UsageError(
+                f"own takes presets as entries, and {name!r} is not a preset", option="recipe"
+            )
         cfg = TrainConfig.from_preset(name, **overrides, **local)
     else:
         if name not in list_models():
@@ -100,22 +102,18 @@ def parse_entry(text: str, recipe: str, base: str | None, overrides: dict) -> En
     return Entry(text, cfg.validate())
 
 
-# settings that do not change what a run computes
-_BOOKKEEPING = {
-    "preset", "out_dir", "run_name", "data_dir", "device", "threads", "log_every", "channels_last",
-}  # fmt: skip
-
-
 def _check_same_recipe(run_dir: Path, cfg: TrainConfig) -> None:
     """A kept run must have been trained with this entry's recipe, or it would be reused wrongly."""
-    saved = json.loads((run_dir / "config.json").read_text())
-    wanted = cfg.to_dict()
-    diff = sorted(k for k in wanted if k not in _BOOKKEEPING and saved.get(k) != wanted[k])
+    saved = read_config(run_dir)
+    # dry_run is a runtime setting, but a dry run must never stand in for a full one
+    wanted = {**cfg.recipe(), "dry_run": cfg.dry_run}
+    diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
     if diff:
         shown = ", ".join(f"{k}={saved.get(k)!r} (now {wanted[k]!r})" for k in diff[:3])
         raise UsageError(
-            f"{run_dir} holds a run with another recipe ({shown}); "
-            "use another --out or delete that folder"
+            f"{run_dir.parent}: its run {run_dir.name} was trained with another recipe "
+            f"({shown}); choose another folder, or delete {run_dir.name}",
+            option="out",
         )
 
 
@@ -148,12 +146,17 @@ def _summarise(entry: Entry, runs: list[Path], device) -> dict:
     for run in runs:
         doc = json.loads((run / "best.json").read_text())
         accs.append(doc["metrics"]["test_acc"])
-        epochs = [r for r in read_metrics(run) if r.get("type") == "epoch"]
+        epochs = epoch_records(run)
         secs.append(sum(r["train_seconds"] for r in epochs))
         split = "val" if "val_acc" in epochs[0] else "test"
-        curves.append({"run": run.name, "split": split,
-                       "epochs": [r["epoch"] for r in epochs],
-                       "acc": [r[f"{split}_acc"] for r in epochs]})  # fmt: skip
+        curves.append(
+            {
+                "run": run.name,
+                "split": split,
+                "epochs": [r["epoch"] for r in epochs],
+                "acc": [r[f"{split}_acc"] for r in epochs],
+            }
+        )
     model, _ = load_checkpoint(runs[0], device)
     summ = summarize(model)
     ips, latency = _speed(model, device)
@@ -191,7 +194,7 @@ def compare(
     for entry in entries:
         done[entry.label] = []
         for seed in seeds:
-            name = f"{_slug(entry.label)}-s{seed}"
+            name = f"{slug(entry.label)}-s{seed}"
             run_dir = out / name
             cfg = dataclasses.replace(entry.config, seed=seed, out_dir=str(out), run_name=name)
             if (run_dir / "config.json").is_file():
@@ -217,11 +220,12 @@ def compare(
     return rows
 
 
-def _slug(label: str) -> str:
+def slug(label: str) -> str:
+    """``label`` made safe as a file name: ``mlp:loss=ce`` -> ``mlp_loss_ce``."""
     return "".join(c if c.isalnum() or c in "-_" else "_" for c in label)
 
 
-COLUMNS = [
+_COLUMNS = [
     ("model", lambda r: r["label"]),
     ("test accuracy", lambda r: f"{100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f}%"),
     ("parameters", lambda r: f"{r['params']:,}"),
@@ -231,24 +235,38 @@ COLUMNS = [
     ("latency (ms)", lambda r: f"{r['latency_ms']:.2f}"),
 ]
 
+# comparison.csv: the label, then these raw numbers
+_CSV_KEYS = [
+    "test_acc_mean",
+    "test_acc_std",
+    "params",
+    "mflops",
+    "train_seconds",
+    "images_per_s",
+    "latency_ms",
+]
+
+
+def comparison_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """The comparison as ``(header, cells)``: one formatted row per entry."""
+    return [c for c, _ in _COLUMNS], [[f(r) for _, f in _COLUMNS] for r in rows]
+
 
 def write_outputs(rows: list[dict], out: Path, seeds: list[int]) -> None:
+    """comparison.md, .csv and .json, the three charts and report.html, into ``out``."""
     from .plots.compare import plot_accuracy, plot_overlay, plot_tradeoff
 
-    header = [c for c, _ in COLUMNS]
-    cells = [[f(r) for _, f in COLUMNS] for r in rows]
+    header, cells = comparison_table(rows)
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(c) + " |" for c in cells]
-    note = (f"\n\nTest accuracy: mean ± std over seeds {', '.join(map(str, seeds))}. Train "
-            "time: mean of the summed epoch times. images/s: batch 1000; latency: one image, "
-            "median of 50; both on the first seed's best checkpoint, this machine.\n")  # fmt: skip
+    note = (
+        f"\n\nTest accuracy: mean ± std over seeds {', '.join(map(str, seeds))}. Train "
+        "time: mean of the summed epoch times. images/s: batch 1000; latency: one image, "
+        "median of 50; both on the first seed's best checkpoint, this machine.\n"
+    )
     atomic_write(out / "comparison.md", lambda p: p.write_text("\n".join(md) + note))
-    csv_rows = [",".join(["model", "test_acc_mean", "test_acc_std", "params", "mflops",
-                          "train_seconds", "images_per_s", "latency_ms"])]  # fmt: skip
-    for r in rows:
-        csv_rows.append(",".join(str(v) for v in (
-            r["label"], r["test_acc_mean"], r["test_acc_std"], r["params"], r["mflops"],
-            r["train_seconds"], r["images_per_s"], r["latency_ms"])))  # fmt: skip
+    csv_rows = [",".join(["model", *_CSV_KEYS])]
+    csv_rows += [",".join(str(v) for v in (r["label"], *(r[k] for k in _CSV_KEYS))) for r in rows]
     atomic_write(out / "comparison.csv", lambda p: p.write_text("\n".join(csv_rows) + "\n"))
     atomic_write_json(out / "comparison.json", {"seeds": seeds, "rows": rows})
     plot_accuracy(rows, out / "accuracy.png")
@@ -256,14 +274,16 @@ def write_outputs(rows: list[dict], out: Path, seeds: list[int]) -> None:
     plot_overlay(rows, out / "curves.png")
     from .report import html_page, img_tag, table_html
 
-    body = "\n".join([
-        "<h1>Comparison</h1>",
-        f"<div class='sub'>{len(rows)} entries × seeds {', '.join(map(str, seeds))}</div>",
-        table_html(header, cells),
-        f"<p>{note.strip()}</p>",
-        img_tag(out / "accuracy.png", "test accuracy per model"),
-        img_tag(out / "tradeoff.png", "accuracy against size and compute"),
-        img_tag(out / "curves.png", "validation curves"),
-    ])  # fmt: skip
+    body = "\n".join(
+        [
+            "<h1>Comparison</h1>",
+            f"<div class='sub'>{len(rows)} entries × seeds {', '.join(map(str, seeds))}</div>",
+            table_html(header, cells),
+            f"<p>{note.strip()}</p>",
+            img_tag(out / "accuracy.png", "test accuracy per model"),
+            img_tag(out / "tradeoff.png", "accuracy against size and compute"),
+            img_tag(out / "curves.png", "validation curves"),
+        ]
+    )
     page = html_page("mnistlab · comparison", body)
     atomic_write(out / "report.html", lambda p: p.write_text(page, encoding="utf-8"))

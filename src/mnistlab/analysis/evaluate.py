@@ -1,8 +1,14 @@
-"""A checkpoint's full test evaluation: metrics, calibration and the pictures.
+"""A trained model's full evaluation on a split: metrics, calibration and the pictures.
 
-``evaluate_checkpoint`` is what ``mnistlab evaluate`` and the run report use. It
-writes ``confusion.png``, ``mistakes.png``, ``predictions.png``,
-``reliability.png`` and ``eval.json`` into an output folder.
+Three things are called "evaluate", one per level:
+
+- ``mnistlab.evaluate`` (``train/loop.py``): loss, accuracy and the confusion
+  matrix of a model on one split, as training logs them after every epoch;
+- ``write_evaluation`` (here): everything ``mnistlab evaluate`` shows and the run
+  report embeds: per-class scores, calibration, the most confident mistakes,
+  written as ``confusion.png``, ``mistakes.png``, ``predictions.png``,
+  ``reliability.png`` and ``eval.json`` into an output folder;
+- ``mnistlab evaluate RUN`` (``cli/analysis.py``): the command around it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from .._io import atomic_write_json
 from ..data.normalize import normalize
 from .metrics import calibration, confident_mistakes, confusion_matrix, per_class
 
-__all__ = ["evaluate_checkpoint", "predict_probs"]
+__all__ = ["predict_probs", "write_evaluation"]
 
 
 @torch.inference_mode()
@@ -34,7 +40,7 @@ def predict_probs(
     return torch.cat(out)
 
 
-def evaluate_checkpoint(
+def write_evaluation(
     model: nn.Module,
     images: torch.Tensor,
     labels: torch.Tensor,
@@ -65,15 +71,20 @@ def evaluate_checkpoint(
     ]
     files = {
         "confusion": plot_confusion(
-            cm.numpy(), names, out / "confusion.png",
+            cm.numpy(),
+            names,
+            out / "confusion.png",
             f"{meta.name} on {split}: {cm.diag().sum().item():,} of {n:,} right",
         ),
         "mistakes": plot_grid(
-            pixels[wrong.numpy()], mistake_titles, out / "mistakes.png",
-            "The most confident mistakes", colors=["crimson"] * len(wrong),
+            pixels[wrong.numpy()],
+            mistake_titles,
+            out / "mistakes.png",
+            "The most confident mistakes",
+            colors=["crimson"] * len(wrong),
         ),
         "reliability": plot_reliability(cal, out / "reliability.png"),
-    }  # fmt: skip
+    }
     first = list(range(min(32, n)))
     files["predictions"] = plot_grid(
         pixels[first],

@@ -60,9 +60,14 @@ def calibration(probs: torch.Tensor, labels: torch.Tensor, bins: int = 15) -> di
         mean_conf = conf[mask].mean().item() if count else 0.0
         ece += count / n * abs(acc - mean_conf)
         table.append(
-            {"low": edges[i].item(), "high": edges[i + 1].item(), "count": count,
-             "accuracy": acc, "confidence": mean_conf}
-        )  # fmt: skip
+            {
+                "low": edges[i].item(),
+                "high": edges[i + 1].item(),
+                "count": count,
+                "accuracy": acc,
+                "confidence": mean_conf,
+            }
+        )
     return {"ece": ece, "bins": table}
 
 

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 from .._io import atomic_write
+from .tables import class_table, layer_table, pct
 
 __all__ = ["html_page", "img_tag", "table_html", "write_run_report"]
 
@@ -69,18 +70,14 @@ def _cards(items: list[tuple[str, str]]) -> str:
     return f"<div class='cards'>{inner}</div>"
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%"
-
-
 def _epoch_rows(history: list[dict]) -> list[list]:
     return [
         [
             h["epoch"],
             f"{h['train_loss']:.4f}",
-            _pct(h["train_acc"]),
-            _pct(h["val_acc"]) if "val_acc" in h else "-",
-            _pct(h["test_acc"]),
+            pct(h["train_acc"]),
+            pct(h["val_acc"]) if "val_acc" in h else "-",
+            pct(h["test_acc"]),
             f"{h['lr']:.2e}",
             f"{h['train_seconds']:.1f}",
         ]
@@ -88,55 +85,34 @@ def _epoch_rows(history: list[dict]) -> list[list]:
     ]
 
 
-def _class_rows(per_class: dict) -> list[list]:
-    return [
-        [k, _pct(v["precision"]), _pct(v["recall"]), _pct(v["f1"]), f"{v['support']:,}"]
-        for k, v in per_class.items()
-    ]
-
-
-def _layer_rows(summary) -> list[list]:
-    return [
-        [
-            r.name,
-            r.kind,
-            "(N, " + ", ".join(map(str, r.output_shape[1:])) + ")",
-            f"{r.params:,}" if r.params else "-",
-            f"{r.flops / 1e6:.3f}" if r.flops else "-",
-        ]
-        for r in summary.rows
-    ]
-
-
 def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """Write ``run_dir/report.html``; evaluates the best checkpoint first if needed."""
-    from ..runs.checkpoint import load_checkpoint
     from ..data import load_split
-    from .evaluate import evaluate_checkpoint
-    from .summary import summarize
-    from ..runs.folder import read_metrics, require_run_folder
-
+    from ..runs.checkpoint import load_checkpoint
+    from ..runs.folder import checkpoint_json, epoch_records, read_config, require_run_folder
+    from .evaluate import write_evaluation
     from .plots import write_curves
+    from .summary import summarize
 
     run = Path(require_run_folder(run_dir))
     write_curves(run)
-    model, doc = load_checkpoint(run / "best.json")
+    model, doc = load_checkpoint(checkpoint_json(run))
     eval_json = run / "eval" / "eval.json"
     if eval_json.is_file():
         ev = json.loads(eval_json.read_text())
     else:
         images, labels = load_split(doc.get("dataset", "mnist"), "test", data_dir)
-        ev = evaluate_checkpoint(model, images, labels, run / "eval")
-    cfg = json.loads((run / "config.json").read_text())
-    history = [r for r in read_metrics(run) if r.get("type") == "epoch"]
+        ev = write_evaluation(model, images, labels, run / "eval")
+    cfg = read_config(run)
+    history = epoch_records(run)
     summ = summarize(model)
     meta, dataset = model.meta, doc.get("dataset", "mnist")
     errors = round((1 - ev["accuracy"]) * ev["n"])
     chosen = "best epoch (by validation)" if cfg.get("val_size") else "checkpoint epoch"
     cards = [
-        ("test accuracy", _pct(ev["accuracy"])),
+        ("test accuracy", pct(ev["accuracy"])),
         ("test errors", f"{errors:,} of {ev['n']:,}"),
-        ("calibration error (ECE)", _pct(ev["ece"])),
+        ("calibration error (ECE)", pct(ev["ece"])),
         ("parameters", f"{summ.params:,}"),
         ("MFLOPs per image", f"{summ.flops / 1e6:.2f}"),
         ("training time", f"{sum(h['train_seconds'] for h in history):.1f} s"),
@@ -159,7 +135,7 @@ def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | N
         ),
         "<h2>Test set: confusion and per-class scores</h2><div class='grid'>",
         img_tag(run / "eval" / "confusion.png", "confusion matrix"),
-        table_html(["class", "precision", "recall", "F1", "images"], _class_rows(ev["per_class"])),
+        table_html(*class_table(ev["per_class"])),
         "</div><h2>The most confident mistakes</h2>",
         img_tag(run / "eval" / "mistakes.png", "most confident mistakes"),
         "<h2>Predictions</h2>",
@@ -169,7 +145,7 @@ def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | N
         "<h2>Model</h2>",
         f"<p>{html.escape(meta.source)}. Input (N, 1, 28, 28) normalised with mean "
         f"{meta.mean} and std {meta.std}; output: logits for {len(meta.class_names)} classes.</p>",
-        table_html(["layer", "type", "output shape", "parameters", "MFLOPs"], _layer_rows(summ)),
+        table_html(*layer_table(summ)),
         "<h2>Configuration</h2>",
         table_html(["setting", "value"], [[k, v] for k, v in cfg.items()]),
     ]

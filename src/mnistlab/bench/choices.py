@@ -52,15 +52,22 @@ def trainer_choices(data: MnistData, device, budget) -> dict:
             if rep == 0:  # the update alone, on the gradients the last step left
                 step_ms[name] = 1000 * median_time(opt.step, 50)
     rows = [
-        {"variant": f"{name} Adam", "epoch_s": statistics.median(v), "runs": v,
-         "step_ms": step_ms[name]}
+        {
+            "variant": f"{name} Adam",
+            "epoch_s": statistics.median(v),
+            "runs": v,
+            "step_ms": step_ms[name],
+        }
         for name, v in epochs.items()
-    ]  # fmt: skip
+    ]
     cfg.seed = 0
     return {
-        "preset": "fast", "images": len(x), "repeats": budget.repeats, "rows": rows,
+        "preset": "fast",
+        "images": len(x),
+        "repeats": budget.repeats,
+        "rows": rows,
         "compile": _compiled(cfg, loader, device, data.info),
-    }  # fmt: skip
+    }
 
 
 def _compiled(cfg: TrainConfig, loader, device, info) -> dict:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .timing import median_time
 from ..models import create_model
+from .timing import median_time
 
 __all__ = ["bench_ops"]
 
@@ -49,9 +49,15 @@ def bench_ops(batches=(1, 64), repeats: int = 5, loops_batch_cap: int = 8) -> li
             fwd, trn = median_time(forward, reps) * scale, median_time(train_step, reps) * scale
             if ops == "torch":
                 base = {"fwd": fwd, "trn": trn}
-            rows.append({
-                "ops": ops, "batch": batch, "measured_batch": n,
-                "forward_ms": 1000 * fwd, "train_ms": 1000 * trn,
-                "forward_x": fwd / base["fwd"], "train_x": trn / base["trn"],
-            })  # fmt: skip
+            rows.append(
+                {
+                    "ops": ops,
+                    "batch": batch,
+                    "measured_batch": n,
+                    "forward_ms": 1000 * fwd,
+                    "train_ms": 1000 * trn,
+                    "forward_x": fwd / base["fwd"],
+                    "train_x": trn / base["trn"],
+                }
+            )
     return rows

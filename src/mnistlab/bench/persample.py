@@ -47,12 +47,19 @@ class PerSampleMNIST(Dataset):
 
 
 def persample_loader(
-    images: torch.Tensor, labels: torch.Tensor, batch_size: int, mean: float, std: float,
-    seed: int = 0, shuffle: bool = True,
-) -> DataLoader:  # fmt: skip
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    mean: float,
+    std: float,
+    seed: int = 0,
+    shuffle: bool = True,
+) -> DataLoader:
     """The seeds' ``DataLoader(dataset, batch_size, shuffle=True)``: no workers, last batch kept."""
     gen = torch.Generator().manual_seed(seed)
     return DataLoader(
-        PerSampleMNIST(images, labels, mean, std), batch_size=batch_size, shuffle=shuffle,
+        PerSampleMNIST(images, labels, mean, std),
+        batch_size=batch_size,
+        shuffle=shuffle,
         generator=gen,
-    )  # fmt: skip
+    )

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .._runtime import keep_freed_memory
 from .._io import atomic_write
+from .._runtime import keep_freed_memory
 from ..data.loader import load_data
 from ..errors import MnistlabError, UsageError
 from .choices import choices_markdown, trainer_choices
@@ -22,9 +22,16 @@ __all__ = ["SECTIONS", "run_bench"]
 
 SECTIONS = ("data", "time99", "inference", "scaling", "choices")
 QUICK = Budget(
-    images=2048, repeats=1, seeds=1, canonical_seeds=1, max_steps=4, latency_runs=5,
-    throughput_runs=1, batch_sizes=(64, 256), threads=(1,),
-)  # fmt: skip
+    images=2048,
+    repeats=1,
+    seeds=1,
+    canonical_seeds=1,
+    max_steps=4,
+    latency_runs=5,
+    throughput_runs=1,
+    batch_sizes=(64, 256),
+    threads=(1,),
+)
 
 
 def machine(device: torch.device) -> dict:
@@ -40,17 +47,25 @@ def machine(device: torch.device) -> dict:
     if device.type == "cuda":
         dev = f"cuda ({torch.cuda.get_device_name(device)})"
     return {
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "cpu": cpu, "logical_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-        "python": platform.python_version(), "os": platform.platform(), "device": dev,
-    }  # fmt: skip
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"),
+        "cpu": cpu,
+        "logical_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+        "device": dev,
+    }
 
 
 def run_bench(
-    out: str | os.PathLike, quick: bool = False, sections: tuple[str, ...] = SECTIONS,
-    device: torch.device | None = None, data_dir: str | None = None,
+    out: str | os.PathLike,
+    quick: bool = False,
+    sections: tuple[str, ...] = SECTIONS,
+    device: torch.device | None = None,
+    data_dir: str | None = None,
     log: Callable[[str], None] = print,
-) -> Path:  # fmt: skip
+) -> Path:
     """Run ``sections`` and write ``out`` (Markdown) and ``out`` with ``.json`` beside it."""
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
@@ -66,7 +81,10 @@ def run_bench(
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise MnistlabError(f"cannot write {out} ({e.strerror}); choose another --out") from None
+        raise MnistlabError(
+            f"is not writable: cannot write {out} ({e.strerror}); choose another file",
+            option="out",
+        ) from None
     results: dict = {"machine": machine(device), "quick": quick, "budget": budget.__dict__}
     previous = _previous(out.with_suffix(".json"), results)
     steps = {

@@ -72,10 +72,15 @@ def data_path(data: MnistData, device, budget: Budget) -> dict:
             accs[kind].append(evaluate(model, *data.test, mean, std, loss_fn)["acc"])
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
-        "model": cfg.model, "preset": "seed000-cnn", "images": len(x), "repeats": budget.repeats,
-        "seconds": times, "median": med, "test_acc": accs,
+        "model": cfg.model,
+        "preset": "seed000-cnn",
+        "images": len(x),
+        "repeats": budget.repeats,
+        "seconds": times,
+        "median": med,
+        "test_acc": accs,
         "speedup": med["per-sample"] / med["device"],
-    }  # fmt: skip
+    }
 
 
 def time_to_99(data: MnistData, device, budget: Budget, target: float = 0.99) -> dict:
@@ -107,17 +112,31 @@ def time_to_99(data: MnistData, device, budget: Budget, target: float = 0.99) ->
                 steps, batches = len(pl), (lambda epoch, pl=pl: pl)
             model, opt, sched, loss_fn = _recipe(cfg, steps, device, data.info)
             r = time_to_accuracy(
-                model, batches, steps, opt, loss_fn, sched, data.test, mean, std, device,
-                target=target, max_epochs=cfg.epochs, max_steps=budget.max_steps,
-            )  # fmt: skip
+                model,
+                batches,
+                steps,
+                opt,
+                loss_fn,
+                sched,
+                data.test,
+                mean,
+                std,
+                device,
+                target=target,
+                max_epochs=cfg.epochs,
+                max_steps=budget.max_steps,
+            )
             runs.append({"seed": seed, **r})
         reached = [r["seconds"] for r in runs if r["seconds"] is not None]
         out[preset] = {
-            "loader": kind, "runs": runs, "reached": len(reached), "seeds": n_seeds,
+            "loader": kind,
+            "runs": runs,
+            "reached": len(reached),
+            "seeds": n_seeds,
             "median": _median_or_none([r["seconds"] for r in runs]),
             "median_epochs": _median_or_none([r["epochs"] for r in runs]),
             "eval_seconds": sum(r["eval_seconds"] for r in runs),
-        }  # fmt: skip
+        }
     fast, canonical = out["fast"]["median"], out["seed003-example"]["median"]
     out["speedup"] = canonical / fast if fast and canonical else None
     out["target"] = target
@@ -177,7 +196,6 @@ def inference(data: MnistData, budget: Budget, model_name: str = "fast") -> dict
     import tempfile
     from pathlib import Path
 
-    import numpy as np
     from PIL import Image
 
     from ..serve.predict import Predictor, predict_files
@@ -210,18 +228,26 @@ def inference(data: MnistData, budget: Budget, model_name: str = "fast") -> dict
             lat.sort()
             p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
             model_ms = 1000 * median_time(lambda run=run: run(x[:1]), budget.latency_runs)
-            rows.append({
-                "backend": name, "images_per_s": len(x) / batch_s,
-                "p50_ms": lat[len(lat) // 2], "p99_ms": p99, "model_ms": model_ms,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "backend": name,
+                    "images_per_s": len(x) / batch_s,
+                    "p50_ms": lat[len(lat) // 2],
+                    "p99_ms": p99,
+                    "model_ms": model_ms,
+                }
+            )
     base = rows[0]["images_per_s"]
     for r in rows:
         if "images_per_s" in r:
             r["throughput_x"] = r["images_per_s"] / base
     return {
-        "model": model_name, "batch": len(x), "runs": budget.latency_runs, "rows": rows,
+        "model": model_name,
+        "batch": len(x),
+        "runs": budget.latency_runs,
+        "rows": rows,
         "compile_seconds": backends.get("compile_seconds"),
-    }  # fmt: skip
+    }
 
 
 def scaling(data: MnistData, device, budget: Budget) -> dict:
@@ -250,12 +276,19 @@ def scaling(data: MnistData, device, budget: Budget) -> dict:
             model, opt, sched, loss_fn = _recipe(cfg, len(loader), device, data.info)
             seconds, seen = time_epoch(model, loader.batches(1), opt, loss_fn, device, sched)
             acc = evaluate(model, *data.test, mean, std, loss_fn)["acc"]
-            rows.append({
-                "threads": threads, "batch": batch, "channels_last": nhwc, "seconds": seconds,
-                "images": seen, "epoch_seconds": seconds * 60000 / seen,
-                "steps_per_s": len(loader) / seconds,
-                "gflops": 3 * fwd_flops * seen / seconds / 1e9, "test_acc": acc,
-            })  # fmt: skip
+            rows.append(
+                {
+                    "threads": threads,
+                    "batch": batch,
+                    "channels_last": nhwc,
+                    "seconds": seconds,
+                    "images": seen,
+                    "epoch_seconds": seconds * 60000 / seen,
+                    "steps_per_s": len(loader) / seconds,
+                    "gflops": 3 * fwd_flops * seen / seconds / 1e9,
+                    "test_acc": acc,
+                }
+            )
     finally:
         torch.set_num_threads(before)
     return {"model": base.model, "rows": rows, "fwd_mflops": fwd_flops / 1e6}

@@ -52,9 +52,13 @@ def _step(model, x, y, optimizer, loss_fn, scheduler) -> None:
 
 
 def time_epoch(
-    model: nn.Module, batches: Batches, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
-    device: torch.device, scheduler=None,
-) -> tuple[float, int]:  # fmt: skip
+    model: nn.Module,
+    batches: Batches,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: LossFn,
+    device: torch.device,
+    scheduler=None,
+) -> tuple[float, int]:
     """(seconds, images) for one pass over ``batches``, loading included."""
     model.train()
     seen = 0

@@ -6,23 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
 
 from ..errors import MnistlabError
+from .options import DATA_DIR, console
 
 __all__ = ["data_app"]
 
 data_app = typer.Typer(
     help="Download, verify, describe and look at the datasets.", no_args_is_help=True
 )
-console = Console(highlight=False, soft_wrap=True)
 
 DATASET = typer.Option("mnist", "--dataset", "-d", help="mnist or fashion-mnist.")
-DATA_DIR = typer.Option(
-    None, help="Dataset folder. \\[default: $MNISTLAB_DATA, else the user cache folder]"
-)
 
 
 @data_app.command()
@@ -32,10 +28,8 @@ def download(dataset: str = DATASET, data_dir: Path = DATA_DIR) -> None:
 
     info = get_dataset(dataset)
     console.print(f"mirrors: {', '.join(mirrors_for(info))}")
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), DownloadColumn(), console=console,
-        transient=True,
-    ) as progress:  # fmt: skip
+    columns = TextColumn("{task.description}"), BarColumn(), DownloadColumn()
+    with Progress(*columns, console=console, transient=True) as progress:
 
         def bar(name):
             task = progress.add_task(name, total=None)
@@ -105,8 +99,8 @@ def show(
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="PNG file to write."),
 ) -> None:
     """Write a PNG grid of samples with their labels."""
-    from ..data import get_dataset, load_arrays
     from ..analysis.plots import plot_samples
+    from ..data import get_dataset, load_arrays
 
     ds = get_dataset(dataset)
     images, labels = load_arrays(dataset, split, data_dir)

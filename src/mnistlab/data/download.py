@@ -120,7 +120,10 @@ def download_dataset(
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise DownloadError(f"cannot create {dest} ({e.strerror}); pass --data-dir") from None
+        raise DownloadError(
+            f"folder {dest} cannot be created ({e.strerror}); choose another",
+            option="data_dir",
+        ) from None
     mirrors = mirrors_for(info)
     for f in info.all_files():
         existing = _local_file(dest, f)

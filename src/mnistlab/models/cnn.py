@@ -1,6 +1,14 @@
-"""Small convolutional networks: seed 000's CNN and mnistlab's fast default."""
+"""Small convolutional networks: seed 000's CNN and mnistlab's fast default.
+
+Layers are named (``conv1``, ``pool1``, ``fc1`` ...) rather than numbered, so that
+``mnistlab summary``, ``mnistlab inspect`` and the checkpoint's tensor names
+(``conv1.weight``) say which layer is which. Each kind is counted on its own:
+``relu3`` is the network's third ReLU, whatever it follows.
+"""
 
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from torch import nn
 
@@ -14,15 +22,17 @@ def cnn(num_classes: int = 10) -> nn.Module:
     As in the seed, there is no activation between the two linear layers.
     """
     return nn.Sequential(
-        nn.Conv2d(1, 10, 5),  # (N, 10, 24, 24)
-        nn.ReLU(),
-        nn.MaxPool2d(2),  # (N, 10, 12, 12)
-        nn.Conv2d(10, 20, 5),  # (N, 20, 8, 8)
-        nn.ReLU(),
-        nn.MaxPool2d(2),  # (N, 20, 4, 4)
-        nn.Flatten(),  # (N, 320)
-        nn.Linear(320, 50),
-        nn.Linear(50, num_classes),
+        OrderedDict(
+            conv1=nn.Conv2d(1, 10, 5),  # (N, 10, 24, 24)
+            relu1=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),  # (N, 10, 12, 12)
+            conv2=nn.Conv2d(10, 20, 5),  # (N, 20, 8, 8)
+            relu2=nn.ReLU(),
+            pool2=nn.MaxPool2d(2),  # (N, 20, 4, 4)
+            flatten=nn.Flatten(),  # (N, 320)
+            fc1=nn.Linear(320, 50),  # (N, 50)
+            fc2=nn.Linear(50, num_classes),  # (N, 10)
+        )
     )
 
 
@@ -44,18 +54,21 @@ def fast(num_classes: int = 10, width: int = 16, hidden: int = 128) -> nn.Module
     """
     w = width
     return nn.Sequential(
-        nn.Conv2d(1, w, 5, bias=False),  # (N, 16, 24, 24); BN's shift makes a bias redundant
-        nn.MaxPool2d(2),  # (N, 16, 12, 12)
-        nn.BatchNorm2d(w),
-        nn.ReLU(),
-        nn.Conv2d(w, 2 * w, 5, bias=False),  # (N, 32, 8, 8)
-        nn.MaxPool2d(2),  # (N, 32, 4, 4)
-        nn.BatchNorm2d(2 * w),
-        nn.ReLU(),
-        nn.Flatten(),  # (N, 512)
-        nn.Linear(16 * 2 * w, hidden),  # (N, 128)
-        nn.ReLU(),
-        nn.Linear(hidden, num_classes),
+        OrderedDict(
+            # BN's shift makes a conv bias redundant
+            conv1=nn.Conv2d(1, w, 5, bias=False),  # (N, 16, 24, 24)
+            pool1=nn.MaxPool2d(2),  # (N, 16, 12, 12)
+            bn1=nn.BatchNorm2d(w),
+            relu1=nn.ReLU(),
+            conv2=nn.Conv2d(w, 2 * w, 5, bias=False),  # (N, 32, 8, 8)
+            pool2=nn.MaxPool2d(2),  # (N, 32, 4, 4)
+            bn2=nn.BatchNorm2d(2 * w),
+            relu2=nn.ReLU(),
+            flatten=nn.Flatten(),  # (N, 512)
+            fc1=nn.Linear(16 * 2 * w, hidden),  # (N, 128)
+            relu3=nn.ReLU(),
+            fc2=nn.Linear(hidden, num_classes),  # (N, 10)
+        )
     )
 
 
@@ -63,16 +76,19 @@ def fast(num_classes: int = 10, width: int = 16, hidden: int = 128) -> nn.Module
 def pytorch_example(num_classes: int = 10) -> nn.Module:
     """conv 32@3x3, conv 64@3x3, max-pool, dropout .25, fc 9216-128, dropout .5, fc 10
     (1,199,882 parameters)."""
+    # conv1, conv2, dropout1, dropout2, fc1 and fc2 are the seed's own names
     return nn.Sequential(
-        nn.Conv2d(1, 32, 3),  # (N, 32, 26, 26)
-        nn.ReLU(),
-        nn.Conv2d(32, 64, 3),  # (N, 64, 24, 24)
-        nn.ReLU(),
-        nn.MaxPool2d(2),  # (N, 64, 12, 12)
-        nn.Dropout(0.25),
-        nn.Flatten(),  # (N, 9216)
-        nn.Linear(9216, 128),
-        nn.ReLU(),
-        nn.Dropout(0.5),
-        nn.Linear(128, num_classes),
+        OrderedDict(
+            conv1=nn.Conv2d(1, 32, 3),  # (N, 32, 26, 26)
+            relu1=nn.ReLU(),
+            conv2=nn.Conv2d(32, 64, 3),  # (N, 64, 24, 24)
+            relu2=nn.ReLU(),
+            pool=nn.MaxPool2d(2),  # (N, 64, 12, 12)
+            dropout1=nn.Dropout(0.25),
+            flatten=nn.Flatten(),  # (N, 9216)
+            fc1=nn.Linear(9216, 128),  # (N, 128)
+            relu3=nn.ReLU(),
+            dropout2=nn.Dropout(0.5),
+            fc2=nn.Linear(128, num_classes),  # (N, 10)
+        )
     )

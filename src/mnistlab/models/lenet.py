@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..ops import layers
+from ._naming import named_sequential
 from ._registry import register_model
 
 
@@ -51,24 +52,29 @@ def lenet5(num_classes: int = 10, ops: str = "torch") -> nn.Module:
 def _lenet28(num_classes: int, bn: bool) -> nn.Sequential:
     # conv1 pads by 2 so that 28x28 keeps its size and fc1 really sees 16*5*5 inputs;
     # seed 004's unpadded conv1 leaves 16*4*4 = 256 and its fc1(400, 120) cannot run.
+    # Named conv1, relu1, pool1, conv2 ... fc3 (with bn1-bn4 and dropout1-2 for lenet-bn).
     def conv(c_in, c_out, pad):
-        layers = [nn.Conv2d(c_in, c_out, 5, padding=pad)]
-        return layers + ([nn.BatchNorm2d(c_out)] if bn else []) + [nn.ReLU(), nn.MaxPool2d(2)]
+        layers = [("conv", nn.Conv2d(c_in, c_out, 5, padding=pad))]
+        norm = [("bn", nn.BatchNorm2d(c_out))] if bn else []
+        return layers + norm + [("relu", nn.ReLU()), ("pool", nn.MaxPool2d(2))]
 
     def fc(n_in, n_out):
-        layers = [nn.Linear(n_in, n_out)]
-        return layers + ([nn.BatchNorm1d(n_out)] if bn else []) + [nn.ReLU()]
+        layers = [("fc", nn.Linear(n_in, n_out))]
+        norm = [("bn", nn.BatchNorm1d(n_out))] if bn else []
+        return layers + norm + [("relu", nn.ReLU())]
 
-    drop = [nn.Dropout(0.5)] if bn else []
-    return nn.Sequential(
-        *conv(1, 6, 2),  # (N, 6, 28, 28) -> (N, 6, 14, 14)
-        *conv(6, 16, 0),  # (N, 16, 10, 10) -> (N, 16, 5, 5)
-        nn.Flatten(),  # (N, 400)
-        *drop,
-        *fc(16 * 5 * 5, 120),
-        *drop,
-        *fc(120, 84),
-        nn.Linear(84, num_classes),
+    def drop():
+        return [("dropout", nn.Dropout(0.5))] if bn else []
+
+    return named_sequential(
+        *conv(1, 6, 2),  # conv1: (N, 6, 28, 28) -> pool1: (N, 6, 14, 14)
+        *conv(6, 16, 0),  # conv2: (N, 16, 10, 10) -> pool2: (N, 16, 5, 5)
+        ("flatten", nn.Flatten()),  # (N, 400)
+        *drop(),
+        *fc(16 * 5 * 5, 120),  # fc1: (N, 120)
+        *drop(),
+        *fc(120, 84),  # fc2: (N, 84)
+        ("fc", nn.Linear(84, num_classes)),  # fc3: (N, 10)
     )
 
 

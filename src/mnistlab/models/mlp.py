@@ -6,15 +6,17 @@ import itertools
 
 from torch import nn
 
+from ._naming import named_sequential
 from ._registry import register_model
 
 
 def _mlp(widths: list[int], num_classes: int) -> nn.Sequential:
-    layers: list[nn.Module] = [nn.Flatten()]  # (N, 1, 28, 28) -> (N, 784)
+    # named flatten, fc1, relu1, fc2 ... (a lone linear layer is just fc)
+    layers = [("flatten", nn.Flatten())]  # (N, 1, 28, 28) -> (N, 784)
     for w_in, w_out in itertools.pairwise([784, *widths]):
-        layers += [nn.Linear(w_in, w_out), nn.ReLU()]
-    layers.append(nn.Linear(widths[-1] if widths else 784, num_classes))  # logits
-    return nn.Sequential(*layers)
+        layers += [("fc", nn.Linear(w_in, w_out)), ("relu", nn.ReLU())]
+    layers.append(("fc", nn.Linear(widths[-1] if widths else 784, num_classes)))  # logits
+    return named_sequential(*layers)
 
 
 @register_model("mlp", source="seed 002: 784-256-64-10 MLP, trained there with MSE on one-hot")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -21,8 +22,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .._version import __version__
 from .._io import atomic_write, atomic_write_json
+from .._version import __version__
 from ..errors import MnistlabError
 from ..models import ModelMeta, create_model
 
@@ -133,6 +134,45 @@ def _misfit(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> 
     return ", ".join(f"{len(v)} {kind}, e.g. {v[0]!r}" for kind, v in kinds.items() if v)
 
 
+_NUMBERED_KEY = re.compile(r"^(\d+)\.(\w+)$")  # "7.weight": a layer of a numbered nn.Sequential
+
+
+def _renamed_from_numbered(
+    saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor] | None:
+    """``saved`` under ``expected``'s names, if it is the same network with numbered layers.
+
+    Why: models used to be plain ``nn.Sequential``s, whose layers are named by position
+    (``0.weight``, ``3.bias``); they are named now (``conv1.weight``, ``conv2.bias``), which
+    changed the tensor names but not the network. Checkpoints saved before still load if
+    their layers line up with the model's one by one, in order: the same number of
+    layers holding tensors, each with the same tensor names (weight, bias, running_mean
+    ...) and shapes. Anything else is not renamed (``None``).
+    """
+    old: dict[int, dict[str, torch.Tensor]] = {}
+    for key, tensor in saved.items():
+        m = _NUMBERED_KEY.match(key)
+        if m is None:
+            return None
+        old.setdefault(int(m[1]), {})[m[2]] = tensor
+    new: dict[str, list[str]] = {}  # layer -> its tensor names, in state_dict (= module) order
+    for key in expected:
+        layer, _, name = key.rpartition(".")
+        new.setdefault(layer, []).append(name)
+    if len(saved) != len(expected) or len(old) != len(new):
+        return None
+    renamed = {}
+    for (_, tensors), (layer, names) in zip(sorted(old.items()), new.items(), strict=True):
+        if set(tensors) != set(names):
+            return None
+        for name in names:
+            key = f"{layer}.{name}" if layer else name
+            if tensors[name].shape != expected[key].shape:
+                return None
+            renamed[key] = tensors[name]
+    return renamed
+
+
 def load_checkpoint(
     path: str | os.PathLike, device: torch.device | str = "cpu", with_state: bool = False
 ):
@@ -144,6 +184,9 @@ def load_checkpoint(
         meta.name, mean=meta.mean, std=meta.std, class_names=meta.class_names, **meta.kwargs
     )
     tensors = _load_tensors(jp.parent / doc["weights"], doc.get("weights_sha256"))
+    if tensors.keys() != model.state_dict().keys():  # perhaps saved before layers had names
+        renamed = _renamed_from_numbered(tensors, model.state_dict())
+        tensors = tensors if renamed is None else renamed
     try:
         model.load_state_dict(tensors)
     except RuntimeError:

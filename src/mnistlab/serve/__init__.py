@@ -5,8 +5,8 @@ from .predict import Predictor, load_predictor, predict_files
 from .preprocess import PreprocessError, load_digit, to_mnist
 
 __all__ = [
-    "PreprocessError",
     "Predictor",
+    "PreprocessError",
     "export_onnx",
     "export_torchscript",
     "load_digit",

@@ -43,10 +43,15 @@ def export_onnx(model: nn.Module, path: str | os.PathLike) -> Path:
             # the TorchScript-based exporter needs only `onnx`; the newer one needs onnxscript
             warnings.simplefilter("ignore")
             torch.onnx.export(
-                model, (x,), str(tmp), input_names=["input"], output_names=["logits"],
-                dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=17,
+                model,
+                (x,),
+                str(tmp),
+                input_names=["input"],
+                output_names=["logits"],
+                dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+                opset_version=17,
                 dynamo=False,
-            )  # fmt: skip
+            )
         proto = onnx.load(str(tmp))
         entry = proto.metadata_props.add()
         entry.key, entry.value = META_KEY, _meta_json(model)

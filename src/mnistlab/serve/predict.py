@@ -62,8 +62,13 @@ def load_predictor(path: str | os.PathLike, device: str = "cpu") -> Predictor:
         except Exception as e:  # onnxruntime raises its own exception types
             raise MnistlabError(f"{p}: not a readable ONNX model ({type(e).__name__})") from None
         meta = onnx_metadata(session)
-        return Predictor(meta["name"], list(meta["class_names"]), meta["mean"], meta["std"],
-                         lambda x: session.run(None, {"input": x})[0])  # fmt: skip
+        return Predictor(
+            meta["name"],
+            list(meta["class_names"]),
+            meta["mean"],
+            meta["std"],
+            lambda x: session.run(None, {"input": x})[0],
+        )
     from ..runs.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(p, device)
@@ -111,8 +116,12 @@ class Result:
     def to_json(self) -> dict:
         if self.error:
             return {"file": self.source, "error": self.error}
-        return {"file": self.source, "label": self.label, "confidence": self.confidence,
-                "top3": [{"label": k, "probability": v} for k, v in self.top3]}  # fmt: skip
+        return {
+            "file": self.source,
+            "label": self.label,
+            "confidence": self.confidence,
+            "top3": [{"label": k, "probability": v} for k, v in self.top3],
+        }
 
 
 def predict_files(predictor: Predictor, sources: list[str]) -> list[Result]:

@@ -198,7 +198,9 @@ def fit(
     cfg = dataclasses.replace(cfg.validate(), device=device_override or cfg.device)
     t = _build(cfg)
     if run_dir is None:
-        run_dir = folder.new_run_dir(cfg.out_dir, cfg.run_name or folder.default_run_name(cfg.model))
+        run_dir = folder.new_run_dir(
+            cfg.out_dir, cfg.run_name or folder.default_run_name(cfg.model)
+        )
         folder.write_config(run_dir, cfg.to_dict())
         p = _Progress()
     else:
@@ -227,13 +229,13 @@ def fit(
                 t.loader,
                 t.optimizer,
                 t.loss_fn,
-                p.pos.epoch,
-                t.scheduler,
-                p.pos,
-                cfg.log_every,
-                emit,
-                rep.step,
-                stop,
+                epoch=p.pos.epoch,
+                scheduler=t.scheduler,
+                position=p.pos,
+                log_every=cfg.log_every,
+                on_log=emit,
+                on_step=rep.step,
+                stop=stop,
             )
             if p.pos.step < len(t.loader):  # stopped by Ctrl-C in the middle of the epoch
                 interrupted = True
@@ -272,9 +274,7 @@ def _evaluate_epoch(t: _Training, pos: EpochPosition) -> dict:
     }
     n_classes = len(t.data.info.classes)
     for split, (x, y) in t.splits.items():
-        ev = evaluate(
-            t.model, x, y, t.mean, t.std, t.loss_fn, t.cfg.eval_batch_size, n_classes
-        )
+        ev = evaluate(t.model, x, y, t.mean, t.std, t.loss_fn, t.cfg.eval_batch_size, n_classes)
         record[f"{split}_loss"], record[f"{split}_acc"] = ev["loss"], ev["acc"]
     record["eval_seconds"] = time.perf_counter() - t_eval
     return record

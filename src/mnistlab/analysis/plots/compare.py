@@ -18,8 +18,15 @@ def plot_accuracy(rows: list[dict], path: str | os.PathLike) -> Path:
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2), 4))
     bars = ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color="C0")
     for bar, m in zip(bars, means, strict=True):
-        ax.annotate(f"{m:.2f}%", (bar.get_x() + bar.get_width() / 2, m), ha="center",
-                    va="bottom", fontsize=8, xytext=(0, 4), textcoords="offset points")  # fmt: skip
+        ax.annotate(
+            f"{m:.2f}%",
+            (bar.get_x() + bar.get_width() / 2, m),
+            ha="center",
+            va="bottom",
+            fontsize=8,
+            xytext=(0, 4),
+            textcoords="offset points",
+        )
     ax.set_xticks(range(len(rows)), labels, rotation=20 if len(rows) > 4 else 0, ha="right")
     low = min(m - s for m, s in zip(means, stds, strict=True))
     ax.set_ylim(max(0.0, low - 1.0), 100.0)
@@ -39,10 +46,22 @@ def plot_tradeoff(rows: list[dict], path: str | os.PathLike) -> Path:
         (axes[1], "mflops", "MFLOPs per image"),
     ):
         for i, r in enumerate(rows):
-            ax.errorbar(r[key], 100 * r["test_acc_mean"], yerr=100 * r["test_acc_std"], fmt="o",
-                        color=f"C{i % 10}", label=r["label"], capsize=3)  # fmt: skip
-            ax.annotate(r["label"], (r[key], 100 * r["test_acc_mean"]), fontsize=8,
-                        xytext=(5, 5), textcoords="offset points")  # fmt: skip
+            ax.errorbar(
+                r[key],
+                100 * r["test_acc_mean"],
+                yerr=100 * r["test_acc_std"],
+                fmt="o",
+                color=f"C{i % 10}",
+                label=r["label"],
+                capsize=3,
+            )
+            ax.annotate(
+                r["label"],
+                (r[key], 100 * r["test_acc_mean"]),
+                fontsize=8,
+                xytext=(5, 5),
+                textcoords="offset points",
+            )
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short ranges
         ax.set(xlabel=f"{label} (log scale)", title=f"Accuracy against {label}")
@@ -61,9 +80,15 @@ def plot_overlay(rows: list[dict], path: str | os.PathLike) -> Path:
     for i, r in enumerate(rows):
         for j, c in enumerate(r["curves"]):
             splits.add(c["split"])
-            ax.plot(c["epochs"], [100 * a for a in c["acc"]], marker="o", ms=3,
-                    color=f"C{i % 10}", alpha=1.0 if j == 0 else 0.5,
-                    label=r["label"] if j == 0 else None)  # fmt: skip
+            ax.plot(
+                c["epochs"],
+                [100 * a for a in c["acc"]],
+                marker="o",
+                ms=3,
+                color=f"C{i % 10}",
+                alpha=1.0 if j == 0 else 0.5,
+                label=r["label"] if j == 0 else None,
+            )
     which = (
         "validation" if splits == {"val"} else "held-out (validation, or test without a val split)"
     )

@@ -24,8 +24,15 @@ def plot_confusion(cm: np.ndarray, class_names, path: str | os.PathLike, title: 
     for i in range(k):
         for j in range(k):
             if cm[i, j]:
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if share[i, j] > 0.5 else "black")  # fmt: skip
+                ax.text(
+                    j,
+                    i,
+                    str(cm[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if share[i, j] > 0.5 else "black",
+                )
     short = [str(c)[:10] for c in class_names]
     ax.set_xticks(range(k), short, rotation=45 if max(map(len, short)) > 2 else 0, ha="right")
     ax.set_yticks(range(k), short)
@@ -50,8 +57,16 @@ def plot_reliability(cal: dict, path: str | os.PathLike) -> Path:
     )
     ax.bar(centers[used], acc[used], width=width * 0.9, color="C0", label="accuracy")
     low, gap = np.minimum(acc, conf), np.abs(conf - acc)
-    ax.bar(centers[used], gap[used], bottom=low[used], width=width * 0.9, color="none",
-           edgecolor="C3", hatch="//", label="gap to mean confidence")  # fmt: skip
+    ax.bar(
+        centers[used],
+        gap[used],
+        bottom=low[used],
+        width=width * 0.9,
+        color="none",
+        edgecolor="C3",
+        hatch="//",
+        label="gap to mean confidence",
+    )
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
     ax.set(ylabel="accuracy", ylim=(0, 1), title=f"Reliability (ECE {100 * cal['ece']:.2f}%)")
     ax.legend(loc="upper left")

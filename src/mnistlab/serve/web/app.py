@@ -125,13 +125,30 @@ def create_app(run: str | os.PathLike, device: str = "cpu") -> FastAPI:
 
     @app.post(
         "/api/predict",
-        openapi_extra={"requestBody": {"content": {
-            "multipart/form-data": {"schema": {"type": "object", "properties": {
-                "file": {"type": "string", "format": "binary"}}}},
-            "application/json": {"schema": {"type": "object", "properties": {
-                "image": {"type": "string", "example": "data:image/png;base64,iVBORw0..."}}}},
-        }}},
-    )  # fmt: skip
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"file": {"type": "string", "format": "binary"}},
+                        }
+                    },
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "image": {
+                                    "type": "string",
+                                    "example": "data:image/png;base64,iVBORw0...",
+                                }
+                            },
+                        }
+                    },
+                }
+            }
+        },
+    )
     async def predict(request: Request, input28: bool = True) -> dict:
         """Classify one image (multipart field ``file``, or JSON ``{"image": data URL}``).
 
@@ -175,9 +192,15 @@ def _classify(predictor, data: bytes) -> tuple[np.ndarray, np.ndarray]:
 def _model_info(run: Path, predictor) -> dict:
     from ..._version import __version__
 
-    info = {"name": predictor.name, "classes": predictor.class_names, "mean": predictor.mean,
-            "std": predictor.std, "parameters": None, "test_accuracy": None,
-            "mnistlab_version": __version__}  # fmt: skip
+    info = {
+        "name": predictor.name,
+        "classes": predictor.class_names,
+        "mean": predictor.mean,
+        "std": predictor.std,
+        "parameters": None,
+        "test_accuracy": None,
+        "mnistlab_version": __version__,
+    }
     if run.suffix != ".onnx":
         from ...runs.checkpoint import read_checkpoint_json
 

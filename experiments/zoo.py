@@ -1,7 +1,7 @@
 """Train every zoo model under its seed's recipe and write docs/models.md.
 
-    python benchmarks/zoo.py run [--only NAME ...]   # trains what is missing, resumable
-    python benchmarks/zoo.py report                   # rebuilds docs/models.md from runs/zoo
+    python experiments/zoo.py run [--only NAME ...]   # trains what is missing, resumable
+    python experiments/zoo.py report                   # rebuilds docs/models.md from runs/zoo
 
 Each job is a plain `mnistlab train` command; its run folder is runs/zoo/<job>-s<seed>.
 A finished run is skipped, so an interrupted sweep can simply be started again.

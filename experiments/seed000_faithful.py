@@ -7,7 +7,7 @@ DataLoader (last partial batch kept, reshuffled by the DataLoader each epoch),
 NCHW, torch's default for-loop SGD, the model built straight from the registry.
 If it lands where mnistlab does, the gap is the seed's luck, not our trainer.
 
-    python benchmarks/seed000_faithful.py --seeds 0,1,2
+    python experiments/seed000_faithful.py --seeds 0,1,2
 """
 
 from __future__ import annotations
@@ -45,8 +45,12 @@ def run(seed: int, epochs: int = 10) -> list[float]:
             opt.step()
         model.eval()
         with torch.no_grad():
-            pred = torch.cat([model(normalize(xt[i : i + 1000], MEAN, STD)).argmax(1)
-                              for i in range(0, len(xt), 1000)])  # fmt: skip
+            pred = torch.cat(
+                [
+                    model(normalize(xt[i : i + 1000], MEAN, STD)).argmax(1)
+                    for i in range(0, len(xt), 1000)
+                ]
+            )
         accs.append((pred == yt).float().mean().item())
         print(f"seed {seed} epoch {len(accs)}: test {100 * accs[-1]:.2f}%", flush=True)
     return accs

@@ -1,0 +1,204 @@
+"""Understanding models and runs: ``evaluate``, ``inspect``, ``compare``, ``report``,
+``summary`` and ``models``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ..errors import UsageError
+from .options import DATA_DIR, DEVICE, RUN_FOLDER, RUN_OR_CHECKPOINT, console, resolve_run, table
+
+__all__ = ["compare", "evaluate", "inspect", "models", "report", "summary"]
+
+
+def evaluate(
+    run: Path = RUN_OR_CHECKPOINT,
+    which: str = typer.Option("best", help="best or last checkpoint of a run folder."),
+    out: Path = typer.Option(None, help="Folder for the pictures. \\[default: RUN/eval]"),
+    data_dir: Path = DATA_DIR,
+    device: str = DEVICE,
+    batch_size: int = typer.Option(1000, min=1, help="Evaluation batch size."),
+) -> None:
+    """Test accuracy, per-class precision/recall, confusion matrix and calibration (ECE).
+
+    Also writes confusion.png, mistakes.png (the most confident mistakes),
+    predictions.png, reliability.png and eval.json.
+    """
+    from .._runtime import pick_device
+    from ..analysis.evaluate import write_evaluation
+    from ..analysis.tables import class_table
+    from ..data import get_dataset, load_split
+    from ..runs.checkpoint import load_checkpoint
+
+    checkpoint, out_dir = resolve_run(run, out, "eval", which)
+    dev = pick_device(device or "auto")
+    model, doc = load_checkpoint(checkpoint, dev)
+    dataset = get_dataset(doc.get("dataset", "mnist"))
+    images, labels = load_split(dataset.name, "test", data_dir, dev)
+    res = write_evaluation(model, images, labels, out_dir, batch_size)
+    console.print(
+        f"[bold]{res['model']}[/] on {dataset.name} test ({res['n']:,} images): "
+        f"loss {res['loss']:.4f}, [bold green]accuracy {res['accuracy']:.2%}[/], "
+        f"ECE {res['ece']:.2%}"
+    )
+    names = list(res["per_class"])
+    cm = res["confusion"]
+    confusion = Table(title="Confusion matrix (rows: true class, columns: predicted)")
+    confusion.add_column("true", justify="right")
+    for name in names:
+        confusion.add_column(name[:7], justify="right")
+    for i, name in enumerate(names):
+        cells = [f"[bold]{v}[/]" if i == j else (str(v) if v else "·") for j, v in enumerate(cm[i])]
+        confusion.add_row(name[:7], *cells)
+    console.print(confusion)
+    console.print(table("Per class", *class_table(res["per_class"])))
+    console.print(f"pictures and eval.json in {out_dir}")
+
+
+def inspect(
+    run: Path = RUN_OR_CHECKPOINT,
+    index: int = typer.Option(0, min=0, help="Which test image to feed in."),
+    image: Path = typer.Option(None, help="Your own image instead (preprocessed like predict)."),
+    out: Path = typer.Option(None, help="Folder for the pictures. \\[default: RUN/inspect]"),
+    data_dir: Path = DATA_DIR,
+) -> None:
+    """Feature maps of every conv layer for one input, and the first layers' kernels."""
+    from ..analysis.inspect import inspect_model
+    from ..data import load_split
+    from ..runs.checkpoint import load_checkpoint
+
+    checkpoint, out_dir = resolve_run(run, out, "inspect")
+    model, doc = load_checkpoint(checkpoint)
+    if image is not None:
+        import torch
+
+        from ..serve.preprocess import load_digit
+
+        x, label = torch.from_numpy(load_digit(image)).unsqueeze(0), ""  # (1, 28, 28) uint8
+    else:
+        images, labels = load_split(doc.get("dataset", "mnist"), "test", data_dir)
+        if index >= len(images):
+            raise UsageError(f"--index must be below {len(images)}, got {index}")
+        x, label = images[index], model.meta.class_names[int(labels[index])]
+    files = inspect_model(model, x, out_dir, label)
+    console.print(f"wrote {len(files)} pictures to {out_dir}: " + ", ".join(f.name for f in files))
+
+
+def compare(
+    entries: list[str] = typer.Argument(
+        None,
+        help="Models (shared recipe) or presets (--recipe own); NAME:key=value,... "
+        "overrides settings, e.g. mlp:loss=ce.",
+    ),
+    suite: str = typer.Option(None, help="A ready-made comparison (see --list-suites)."),
+    list_suites: bool = typer.Option(False, "--list-suites", help="List the suites and exit."),
+    recipe: str = typer.Option(None, help="shared (one recipe for all) or own (each a preset)."),
+    preset: str = typer.Option(None, "--preset", "-p", help="The shared recipe's preset."),
+    seeds: str = typer.Option("0,1", help="Comma-separated seeds; each entry runs once per seed."),
+    epochs: int = typer.Option(None, help="Override every entry's epochs."),
+    train_subset: int = typer.Option(None, help="Train every entry on this many images."),
+    val_size: int = typer.Option(None, help="Override every entry's validation split."),
+    out: Path = typer.Option(None, help="Comparison folder. \\[default: runs/compare-<suite>]"),
+    data_dir: Path = DATA_DIR,
+    device: str = DEVICE,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Two batches per run, to check it all."),
+) -> None:
+    """Train several models over several seeds and compare accuracy, size, speed and curves.
+
+    Writes comparison.md/.csv/.json, accuracy.png, tradeoff.png, curves.png and
+    report.html. Finished runs are kept: run the same command again to continue
+    after Ctrl-C, or to add seeds.
+    """
+    from ..analysis.compare import SUITES, comparison_table, parse_entry, slug
+    from ..analysis.compare import compare as run_compare
+    from .progress import RichReporter
+
+    if list_suites:
+        rows = [[name, f"{s['about']}: {', '.join(s['entries'])}"] for name, s in SUITES.items()]
+        console.print(table("mnistlab compare --suite NAME", ["suite", "what"], rows, left=2))
+        return
+    if suite is not None:
+        if suite not in SUITES:
+            raise UsageError(f"unknown suite {suite!r}; choose one of: {', '.join(SUITES)}")
+        if entries:
+            raise UsageError("give either --suite or a list of entries, not both")
+        spec = SUITES[suite]
+        entries, recipe, preset = spec["entries"], recipe or spec["recipe"], preset or spec["base"]
+    if not entries:
+        raise UsageError("name at least two models (or presets), or a --suite")
+    recipe = recipe or "shared"
+    if recipe not in ("shared", "own"):
+        raise UsageError(f"--recipe must be shared or own, got {recipe!r}")
+    try:
+        seed_list = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds must be integers separated by commas, got {seeds!r}") from None
+    if not seed_list:
+        raise UsageError("--seeds needs at least one seed")
+    overrides = {
+        "epochs": epochs,
+        "train_subset": train_subset,
+        "val_size": val_size,
+        "device": device,
+        "dry_run": dry_run or None,
+        "data_dir": str(data_dir) if data_dir else None,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    parsed = [parse_entry(e, recipe, preset, overrides) for e in entries]
+    name = suite or "-vs-".join(slug(e.label) for e in parsed)
+    folder = out if out is not None else Path("runs") / f"compare-{name}"
+    rows = run_compare(parsed, seed_list, folder, lambda: RichReporter(console), console.print)
+    if rows is None:
+        console.print(f"[yellow]interrupted[/]; run the same command again to continue ({folder})")
+        raise typer.Exit(130)
+    console.print(table(f"comparison · seeds {seeds}", *comparison_table(rows)))
+    console.print(
+        "wrote comparison.md, .csv, .json, accuracy.png, tradeoff.png, curves.png, "
+        f"report.html in {folder}"
+    )
+
+
+def report(run: Path = RUN_FOLDER, data_dir: Path = DATA_DIR) -> None:
+    """(Re)write a run's self-contained report.html: curves, confusion, mistakes, calibration."""
+    from ..analysis.report import write_run_report
+
+    console.print(f"report: {write_run_report(run, data_dir)}")  # refuses a non-run folder
+
+
+def summary(
+    model: str = typer.Argument(..., help="A model name, a run folder or a checkpoint file."),
+) -> None:
+    """Per-layer output shapes, parameters and FLOPs, with totals per image."""
+    from ..analysis.summary import summarize
+    from ..analysis.tables import layer_table
+    from ..models import create_model
+    from ..runs.checkpoint import load_checkpoint
+    from ..runs.folder import checkpoint_json
+
+    net = (
+        load_checkpoint(checkpoint_json(model))[0] if Path(model).exists() else create_model(model)
+    )
+    s = summarize(net, tuple(net.meta.input_size))
+    title = f"{s.name}: input (N, {', '.join(map(str, net.meta.input_size))})"
+    console.print(table(title, *layer_table(s), left=2))
+    console.print(
+        f"parameters: {s.params:,} ({s.trainable:,} trainable; {s.params * 4 / 1024:.1f} KiB "
+        f"as float32) · per image: {s.flops / 1e6:.3f} MFLOPs = {s.macs / 1e6:.3f} M "
+        "multiply-adds (convolutions and matrix products)"
+    )
+
+
+def models() -> None:
+    """List the registered models with their parameter counts and sources."""
+    from ..models import count_params, create_model, list_models, model_entry
+
+    listing = Table(title="mnistlab models")
+    for column in ("name", "family", "parameters", "source"):
+        listing.add_column(column, justify="right" if column == "parameters" else "left")
+    for name in list_models():
+        entry = model_entry(name)
+        listing.add_row(name, entry.family, f"{count_params(create_model(name)):,}", entry.source)
+    console.print(listing)

@@ -1,0 +1,179 @@
+"""``mnistlab train``: train a model and write a run folder."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import typer
+
+from ..errors import UsageError
+from .options import DATA_DIR, DEVICE, console, table
+
+__all__ = ["CONFIG_OPTIONS", "train"]
+
+
+def _default(field: str) -> str:
+    """Help suffix showing TrainConfig's default, so the two never disagree."""
+    from ..train import TrainConfig
+
+    value = getattr(TrainConfig(), field)
+    return "" if value is None else f" \\[default: {value}]"  # \[ : literal bracket for rich
+
+
+# The flags that set TrainConfig fields (``ops`` goes into ``model_kwargs``), keyed by
+# parameter name and in the order of train's parameters. None means "not given": the
+# preset's or TrainConfig's value stands. None of them can be combined with --resume.
+CONFIG_OPTIONS = {
+    "model": typer.Option(
+        None, "--model", "-m", help="Model name (see `mnistlab models`)." + _default("model")
+    ),
+    "ops": typer.Option(
+        None, help="Conv/pool implementation for lenet5: torch, im2col or loops (from scratch)."
+    ),
+    "dataset": typer.Option(None, help="mnist or fashion-mnist." + _default("dataset")),
+    "epochs": typer.Option(None, "--epochs", "-e", help="Epochs to train." + _default("epochs")),
+    "batch_size": typer.Option(
+        None, "--batch-size", "-b", help="Training batch size." + _default("batch_size")
+    ),
+    "lr": typer.Option(None, help="(Peak) learning rate." + _default("lr")),
+    "momentum": typer.Option(None, help="SGD momentum." + _default("momentum")),
+    "weight_decay": typer.Option(None, help="Weight decay." + _default("weight_decay")),
+    "optimizer": typer.Option(None, help="sgd, adam, adamw or adadelta." + _default("optimizer")),
+    "loss": typer.Option(
+        None, help="ce (cross-entropy) or mse (MSE on one-hot)." + _default("loss")
+    ),
+    "label_smoothing": typer.Option(
+        None, help="Label smoothing for ce." + _default("label_smoothing")
+    ),
+    "augment": typer.Option(
+        None,
+        help="Batch augmentation: none, affine, elastic, affine+elastic." + _default("augment"),
+    ),
+    "mean": typer.Option(None, help="Normalisation mean. \\[default: the dataset's]"),
+    "std": typer.Option(None, help="Normalisation std. \\[default: the dataset's]"),
+    "schedule": typer.Option(None, help="none, step, cosine or onecycle." + _default("schedule")),
+    "step_size": typer.Option(
+        None, help="Epochs between decays (step schedule)." + _default("step_size")
+    ),
+    "gamma": typer.Option(None, help="Decay factor (step schedule)." + _default("gamma")),
+    "val_size": typer.Option(
+        None, help="Images held out of train for validation." + _default("val_size")
+    ),
+    "train_subset": typer.Option(
+        None, help="Train on only this many images." + _default("train_subset")
+    ),
+    "seed": typer.Option(None, help="Random seed: same seed, same metrics." + _default("seed")),
+    "log_every": typer.Option(
+        None, help="Log running loss/accuracy every N steps." + _default("log_every")
+    ),
+    "out_dir": typer.Option(None, help="Where run folders go." + _default("out_dir")),
+    "run_name": typer.Option(None, "--name", help="Run folder name. \\[default: <time>-<model>]"),
+}
+
+
+def train(
+    ctx: typer.Context,
+    preset: str = typer.Option(
+        None, "--preset", "-p", help="Start from a named recipe; flags override it."
+    ),
+    list_presets: bool = typer.Option(False, "--list-presets", help="List the presets and exit."),
+    # The CONFIG_OPTIONS parameters are read together, from ctx.params.
+    model: str = CONFIG_OPTIONS["model"],
+    ops: str = CONFIG_OPTIONS["ops"],
+    dataset: str = CONFIG_OPTIONS["dataset"],
+    epochs: int = CONFIG_OPTIONS["epochs"],
+    batch_size: int = CONFIG_OPTIONS["batch_size"],
+    lr: float = CONFIG_OPTIONS["lr"],
+    momentum: float = CONFIG_OPTIONS["momentum"],
+    weight_decay: float = CONFIG_OPTIONS["weight_decay"],
+    optimizer: str = CONFIG_OPTIONS["optimizer"],
+    loss: str = CONFIG_OPTIONS["loss"],
+    label_smoothing: float = CONFIG_OPTIONS["label_smoothing"],
+    augment: str = CONFIG_OPTIONS["augment"],
+    mean: float = CONFIG_OPTIONS["mean"],
+    std: float = CONFIG_OPTIONS["std"],
+    schedule: str = CONFIG_OPTIONS["schedule"],
+    step_size: int = CONFIG_OPTIONS["step_size"],
+    gamma: float = CONFIG_OPTIONS["gamma"],
+    val_size: int = CONFIG_OPTIONS["val_size"],
+    train_subset: int = CONFIG_OPTIONS["train_subset"],
+    seed: int = CONFIG_OPTIONS["seed"],
+    log_every: int = CONFIG_OPTIONS["log_every"],
+    out_dir: str = CONFIG_OPTIONS["out_dir"],
+    run_name: str = CONFIG_OPTIONS["run_name"],
+    data_dir: Path = DATA_DIR,
+    device: str = DEVICE,
+    threads: int = typer.Option(None, help="CPU threads for torch. \\[default: torch's choice]"),
+    channels_last: bool = typer.Option(
+        True, help="Keep conv weights and activations NHWC: faster on CPU (benchmarks/results.md)."
+    ),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="One epoch of 2 batches: checks everything runs."
+    ),
+    resume: Path = typer.Option(None, help="Continue the run in this folder where it stopped."),
+) -> None:
+    """Train a model and write a run folder: config, metrics, checkpoints and curves.
+
+    With no flags this is the default recipe: the `fast` network, Adam with a
+    one-cycle schedule, batch 256, 2 epochs. Ctrl-C stops after the current step and
+    saves the state; `--resume RUN` continues exactly where it stopped.
+    """
+    from ..train import TrainConfig, fit
+    from .progress import RichReporter
+
+    if list_presets:
+        _print_presets()
+        return
+    given = {k: ctx.params[k] for k in CONFIG_OPTIONS if ctx.params[k] is not None}
+    if resume is not None and (given or dry_run or preset):
+        extra = ["dry_run"] * dry_run + ["preset"] * bool(preset)
+        flags = ", ".join("--" + k.replace("_", "-") for k in [*given, *extra])
+        raise UsageError(f"--resume continues the run's saved recipe; drop {flags}")
+    if "ops" in given:
+        given["model_kwargs"] = {"ops": given.pop("ops")}
+    cfg = TrainConfig.from_preset(preset, **given) if preset else TrainConfig(**given)
+    # runtime settings (with --resume, fit trains the run's saved config instead)
+    cfg = dataclasses.replace(
+        cfg,
+        data_dir=str(data_dir) if data_dir is not None else cfg.data_dir,
+        threads=threads,
+        channels_last=channels_last,
+        dry_run=dry_run,
+    )
+    reporter = RichReporter(console)
+    try:
+        result = fit(cfg, resume=resume, reporter=reporter, device_override=device)
+    finally:
+        reporter.close()
+    run = result.run_dir
+    if result.interrupted:
+        p = result.position
+        console.print(
+            f"[yellow]interrupted[/] at epoch {p['epoch']}, step {p['step']}; "
+            f"state saved in {run}\n"
+            f"resume with: mnistlab train --resume {run}"
+        )
+        raise typer.Exit(130)
+    best = result.best
+    if best and "test_acc" in best:
+        chosen = f"epoch {best['epoch']}" + (
+            f", val {best['val_acc']:.2%}" if "val_acc" in best else ""
+        )
+        total = sum(h["train_seconds"] for h in result.history)
+        console.print(
+            f"[bold green]test accuracy {best['test_acc']:.2%}[/] "
+            f"(best checkpoint: {chosen}; training time {total:.1f} s)"
+        )
+    from ..analysis.report import write_run_report
+
+    report = write_run_report(run, cfg.data_dir)
+    console.print(f"run folder: {run}  (checkpoints, metrics.jsonl, curves.png, eval/)")
+    console.print(f"report: {report}")
+
+
+def _print_presets() -> None:
+    from ..train.presets import PRESETS
+
+    rows = [[name, values["_about"]] for name, values in PRESETS.items()]
+    console.print(table("mnistlab train --preset NAME", ["preset", "recipe"], rows, left=2))

@@ -1,0 +1,91 @@
+"""The layout docs/architecture.md describes, checked from the source itself."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "mnistlab"
+
+# Each folder may import from its own rank and lower ranks, never from a higher one.
+RANK = {
+    "errors": 0,
+    "_version": 0,
+    "_io": 0,
+    "data": 1,
+    "ops": 1,
+    "_runtime": 1,
+    "models": 2,
+    "runs": 3,
+    "train": 4,
+    "analysis": 5,
+    "serve": 5,
+    "bench": 6,
+    "cli": 7,
+    "__init__": 7,
+    "__main__": 7,
+}
+TOP_LEVEL = {"__init__", "__main__", "_version", "errors", "_io", "_runtime"}
+
+
+def _modules() -> list[Path]:
+    return sorted(PKG.rglob("*.py"))
+
+
+def _home(path: Path) -> str:
+    """The folder (or top-level module) a source file belongs to."""
+    rel = path.relative_to(PKG)
+    return rel.parts[0] if len(rel.parts) > 1 else rel.stem
+
+
+def _imported_homes(path: Path) -> set[str]:
+    """The mnistlab folders/modules a file imports from (relative or absolute)."""
+    rel = path.relative_to(PKG)
+    package = list(rel.parts[:-1])  # the file's package, relative to mnistlab
+    homes = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # from ..x import y: climb level - 1 packages
+                base = package[: len(package) - (node.level - 1)]
+                parts = base + (node.module.split(".") if node.module else [])
+                if not parts:  # from . import x at the top level
+                    parts = [a.name for a in node.names]
+            elif node.module and node.module.split(".")[0] == "mnistlab":
+                parts = node.module.split(".")[1:] or [a.name for a in node.names]
+            else:
+                continue
+            homes.add(parts[0])
+    return homes
+
+
+def test_only_the_allowed_modules_sit_at_the_top_level():
+    top = {p.stem for p in PKG.glob("*.py")}
+    assert top <= TOP_LEVEL, sorted(top - TOP_LEVEL)
+    assert len(TOP_LEVEL - {"__init__", "__main__", "_version", "errors"}) <= 3
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PKG)))
+def test_imports_only_point_down_the_layers(path):
+    home = _home(path)
+    wrong = {h for h in _imported_homes(path) if h in RANK and RANK[h] > RANK[home]}
+    assert not wrong, f"{home} imports from higher layers: {sorted(wrong)}"
+
+
+def test_the_layer_check_sees_a_wrong_way_import(tmp_path, monkeypatch):
+    # the check itself can fail: a train module importing analysis is caught
+    fake = PKG / "train" / "fit.py"
+    source = "from ..analysis.plots import write_curves\nfrom ..runs import folder\n"
+    monkeypatch.setattr(Path, "read_text", lambda self, encoding=None: source)
+    assert _imported_homes(fake) == {"analysis", "runs"}
+
+
+@pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PKG)))
+def test_no_source_file_is_over_400_lines(path):
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= 400
+
+
+def test_the_formatter_formats_the_source():
+    skipped = [str(p.relative_to(PKG)) for p in _modules() if "fmt: skip" in p.read_text()]
+    assert not skipped
