@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,14 @@ def test_no_source_file_is_over_400_lines(path):
 def test_the_formatter_formats_the_source():
     skipped = [str(p.relative_to(PKG)) for p in _modules() if "fmt: skip" in p.read_text()]
     assert not skipped
+
+
+def test_no_source_file_is_ignored_by_git():
+    # a .gitignore line like "runs/" once hid src/mnistlab/runs/ from every clone
+    repo = PKG.parents[1]
+    if not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    files = [str(p.relative_to(repo)) for p in PKG.rglob("*") if p.is_file()]
+    files = [f for f in files if "__pycache__" not in f]
+    proc = subprocess.run(["git", "check-ignore", *files], cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 1, f"ignored by git: {proc.stdout.split()}"

@@ -16,27 +16,20 @@ _NO_SCHEDULE = {"schedule": "none"}
 # test accuracy; their presets do the same (no validation split, nothing selected on
 # test). Seed 001 keeps a dev split to pick its best model, and so does its preset.
 _ALL_TRAIN = {"val_size": 0}
+# seed 000's CNN recipe, and seed 004's plain SGD for both its LeNets
+_SEED000 = dict(model="cnn", optimizer="sgd", lr=0.01, momentum=0.5, batch_size=64, epochs=10)
+_SEED004 = dict(optimizer="sgd", lr=0.01, momentum=0.0, batch_size=32, epochs=8, mean=0.0, std=1.0)
 
 PRESETS: dict[str, dict] = {
     "seed000-cnn": {
         "_about": "seed 000: SGD lr 0.01, momentum 0.5, batch 64, 10 epochs",
-        "model": "cnn",
-        "optimizer": "sgd",
-        "lr": 0.01,
-        "momentum": 0.5,
-        "batch_size": 64,
-        "epochs": 10,
+        **_SEED000,
         **_NO_SCHEDULE,
         **_ALL_TRAIN,
     },
     "seed000-compare": {
         "_about": "seed 000's recipe as the shared budget for linear, cnn, inception, resnet",
-        "model": "cnn",
-        "optimizer": "sgd",
-        "lr": 0.01,
-        "momentum": 0.5,
-        "batch_size": 64,
-        "epochs": 10,
+        **_SEED000,
         **_NO_SCHEDULE,
         **_ALL_TRAIN,
     },
@@ -81,26 +74,14 @@ PRESETS: dict[str, dict] = {
     "seed004-lenet": {
         "_about": "seed 004: plain SGD lr 0.01, batch 32, 8 epochs, no normalisation",
         "model": "lenet",
-        "optimizer": "sgd",
-        "lr": 0.01,
-        "momentum": 0.0,
-        "batch_size": 32,
-        "epochs": 8,
-        "mean": 0.0,
-        "std": 1.0,
+        **_SEED004,
         **_NO_SCHEDULE,
         **_ALL_TRAIN,
     },
     "seed004-lenet-bn": {
         "_about": "seed 004 with BatchNorm and Dropout: plain SGD lr 0.01, batch 32, 8 epochs",
         "model": "lenet-bn",
-        "optimizer": "sgd",
-        "lr": 0.01,
-        "momentum": 0.0,
-        "batch_size": 32,
-        "epochs": 8,
-        "mean": 0.0,
-        "std": 1.0,
+        **_SEED004,
         **_NO_SCHEDULE,
         **_ALL_TRAIN,
     },
