@@ -287,3 +287,19 @@ def test_numbered_weights_that_do_not_fit_are_still_refused(tmp_path):
     (tmp_path / "ck.json").write_text(json.dumps(doc))
     with pytest.raises(CheckpointError, match="do not fit model 'lenet'"):
         load_checkpoint(tmp_path / "ck.json")
+
+
+def test_an_old_fast_with_batchnorm_before_pooling_is_refused(tmp_path):
+    # fast v2 was conv 0, bn 1, relu 2, pool 3, conv 4, bn 5 ...: the same tensors and
+    # shapes in the same order as today's conv1, bn1 (position 2) ..., but BatchNorm's
+    # statistics were taken before pooling, so loading them would be silently wrong
+    model = create_model("fast")
+    bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    v2 = ["0.weight", *(f"1.{k}" for k in bn), "4.weight", *(f"5.{k}" for k in bn)]
+    v2 += ["9.weight", "9.bias", "11.weight", "11.bias"]
+    _save_with_numbered_keys(tmp_path / "v2", model, v2)
+    with pytest.raises(CheckpointError, match="do not fit model 'fast'"):
+        load_checkpoint(tmp_path / "v2.json")
+    # and the numbering of today's fast (bn at 2 and 6) loads
+    _save_with_numbered_keys(tmp_path / "v3", model, _old_keys(model))
+    assert _same_outputs(load_checkpoint(tmp_path / "v3.json")[0], model)

@@ -138,17 +138,20 @@ _NUMBERED_KEY = re.compile(r"^(\d+)\.(\w+)$")  # "7.weight": a layer of a number
 
 
 def _renamed_from_numbered(
-    saved: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]
+    saved: dict[str, torch.Tensor], model: nn.Module
 ) -> dict[str, torch.Tensor] | None:
     """``saved`` under ``expected``'s names, if it is the same network with numbered layers.
 
     Why: models used to be plain ``nn.Sequential``s, whose layers are named by position
     (``0.weight``, ``3.bias``); they are named now (``conv1.weight``, ``conv2.bias``), which
     changed the tensor names but not the network. Checkpoints saved before still load if
-    their layers line up with the model's one by one, in order: the same number of
-    layers holding tensors, each with the same tensor names (weight, bias, running_mean
-    ...) and shapes. Anything else is not renamed (``None``).
+    their layers line up with the model's one by one: each numbered layer at the
+    position of the named one (so an older ``fast``, whose BatchNorm sat before the
+    pooling, is still refused), with the same tensor names (weight, bias,
+    running_mean ...) and shapes. Anything else is not renamed (``None``).
     """
+    expected = model.state_dict()
+    position = {name: i for i, (name, _) in enumerate(model.named_children())}
     old: dict[int, dict[str, torch.Tensor]] = {}
     for key, tensor in saved.items():
         m = _NUMBERED_KEY.match(key)
@@ -162,8 +165,8 @@ def _renamed_from_numbered(
     if len(saved) != len(expected) or len(old) != len(new):
         return None
     renamed = {}
-    for (_, tensors), (layer, names) in zip(sorted(old.items()), new.items(), strict=True):
-        if set(tensors) != set(names):
+    for (index, tensors), (layer, names) in zip(sorted(old.items()), new.items(), strict=True):
+        if position.get(layer) != index or set(tensors) != set(names):
             return None
         for name in names:
             key = f"{layer}.{name}" if layer else name
@@ -185,7 +188,7 @@ def load_checkpoint(
     )
     tensors = _load_tensors(jp.parent / doc["weights"], doc.get("weights_sha256"))
     if tensors.keys() != model.state_dict().keys():  # perhaps saved before layers had names
-        renamed = _renamed_from_numbered(tensors, model.state_dict())
+        renamed = _renamed_from_numbered(tensors, model)
         tensors = tensors if renamed is None else renamed
     try:
         model.load_state_dict(tensors)
