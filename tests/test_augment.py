@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnistlab.data.augment import elastic, make_augment, random_affine
+from mnistlab.data.augment import (
+    AUGMENTATIONS,
+    blur,
+    elastic,
+    ink,
+    make_augment,
+    random_affine,
+    random_affine2,
+    thickness,
+)
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +22,19 @@ def digits(mnist):
     return mnist.test[0][:32].float() / 255  # (32, 1, 28, 28) in [0, 1]
 
 
-@pytest.mark.parametrize("spec", ["affine", "elastic", "affine+elastic"])
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "affine",
+        "elastic",
+        "affine+elastic",
+        "affine2",
+        "thickness",
+        "ink",
+        "blur",
+        "affine2+thickness+ink+blur",
+    ],
+)
 def test_pure_and_seeded(digits, spec):
     fn = make_augment(spec)
     before = digits.clone()
@@ -22,10 +43,13 @@ def test_pure_and_seeded(digits, spec):
     c = fn(digits, torch.Generator().manual_seed(2))
     assert torch.equal(digits, before)  # the input is not modified
     assert torch.equal(a, b) and not torch.equal(a, c)
-    assert a.shape == digits.shape and a.min() >= 0 and a.max() <= 1 + 1e-6
-    # ink moves but is roughly conserved: a digit stays a digit
+    assert a.shape == digits.shape and a.dtype == digits.dtype
+    assert a.min() >= 0 and a.max() <= 1 + 1e-6
+    # ink moves but is roughly conserved: a digit stays a digit (a thin pen or a thick
+    # marker has a fraction or a multiple of the ink, but never none)
     ratio = a.sum((1, 2, 3)) / digits.sum((1, 2, 3))
-    assert ratio.min() > 0.5 and ratio.max() < 2.0
+    low, high = (0.1, 4.0) if "thickness" in spec else (0.5, 2.0)
+    assert ratio.min() > low and ratio.max() < high
     assert not torch.allclose(a, digits, atol=0.05)
 
 
@@ -60,5 +84,102 @@ def test_zero_strength_elastic_is_the_identity(digits):
 
 def test_unknown_augmentation_is_rejected():
     assert make_augment("none") is None
-    with pytest.raises(ValueError, match="blur"):
-        make_augment("affine+blur")
+    with pytest.raises(ValueError, match="smudge"):
+        make_augment("affine+smudge")
+
+
+def test_every_augmentation_is_named_in_the_config_error():
+    from mnistlab import TrainConfig, UsageError
+
+    with pytest.raises(UsageError) as err:
+        TrainConfig(augment="affine+smudge").validate()
+    assert all(name in str(err.value) for name in AUGMENTATIONS)
+    TrainConfig(augment="affine2+thickness+ink+blur").validate()
+
+
+def _ink_box(img: torch.Tensor) -> tuple[int, int]:
+    """(width, height) of the pixels above 0.3."""
+    ys, xs = torch.nonzero(img[0] > 0.3, as_tuple=True)
+    return int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+def test_affine2_scales_width_and_height_independently():
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 6:22, 6:22] = 1.0  # a 16 x 16 square, centred
+    assert _ink_box(x[0]) == (16, 16)
+    narrow = random_affine2(x, torch.Generator(), 0.0, 0.0, (0.75, 0.75), (1.0, 1.0), 0.0)
+    wide = random_affine2(x, torch.Generator(), 0.0, 0.0, (1.0, 1.0), (0.75, 0.75), 0.0)
+    assert _ink_box(narrow[0]) == (12, 16)  # width x 0.75, height kept
+    assert _ink_box(wide[0]) == (16, 12)
+    # the default ranges give width/height ratios away from 1 across a batch
+    out = random_affine2(x.repeat(64, 1, 1, 1), torch.Generator().manual_seed(0), 0.0, 0.0)
+    cols = (out[:, 0] > 0.3).any(1).sum(1).float()  # (64,) ink width in pixels
+    rows = (out[:, 0] > 0.3).any(2).sum(1).float()
+    ratio = cols / rows
+    assert ratio.min() < 0.85 and ratio.max() > 1.1
+
+
+def test_affine2_at_zero_strength_is_the_identity(digits):
+    out = random_affine2(digits, torch.Generator(), 0.0, 0.0, (1.0, 1.0), (1.0, 1.0), 0.0)
+    assert torch.allclose(out, digits, atol=1e-5)
+
+
+def _width(img: torch.Tensor, row: int = 14) -> float:
+    """The ink across one row, in pixels: a stroke's width for a vertical one."""
+    return img[0, 0, row].sum().item()
+
+
+def test_dilation_widens_a_1px_line_to_3px():
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 4:24, 12] = 1.0
+    out = thickness(x, torch.Generator(), p=1.0, thinner=0.0, thick_px=(2.0, 2.0))
+    assert torch.equal(out[0, 0, 14, 11:14], torch.ones(3)) and _width(out) == 3.0
+    # half a step: a soft edge of half brightness each side
+    half = thickness(x, torch.Generator(), p=1.0, thinner=0.0, thick_px=(1.0, 1.0))
+    assert _width(half) == pytest.approx(2.0)
+
+
+def test_erosion_thins_a_5px_bar_to_3px():
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 4:24, 10:15] = 1.0
+    out = thickness(x, torch.Generator(), p=1.0, thinner=1.0, thin_px=(2.0, 2.0))
+    assert _width(out) == pytest.approx(3.0, abs=0.3)
+    assert out[0, 0, 14, 12] == 1.0  # the core stays full brightness
+    assert out[0, 0, 14, 10] < 0.5 and out[0, 0, 14, 14] < 0.5  # the edges fade
+    one = thickness(x, torch.Generator(), p=1.0, thinner=1.0, thin_px=(1.0, 1.0))
+    assert _width(one) == pytest.approx(4.0, abs=0.3)
+
+
+def test_erosion_that_would_wipe_a_digit_out_is_skipped():
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 4:24, 12] = 0.6  # a faint 1-px line: two soft erosions leave almost nothing
+    out = thickness(x, torch.Generator(), p=1.0, thinner=1.0, thin_px=(2.0, 2.0), min_ink=0.5)
+    assert torch.equal(out, x)
+
+
+def test_thickness_only_touches_the_picked_fraction(digits):
+    out = thickness(digits, torch.Generator().manual_seed(0), p=0.5)
+    changed = (out != digits).flatten(1).any(1).float().mean().item()
+    assert 0.2 < changed < 0.8
+    assert torch.equal(thickness(digits, torch.Generator(), p=0.0), digits)
+
+
+def test_ink_gamma_and_binarisation():
+    x = torch.linspace(0, 1, 28).view(1, 1, 1, 28).expand(4, 1, 28, 28).contiguous()
+    square = ink(x, torch.Generator(), p=1.0, gamma=(2.0, 2.0), peak=(1.0, 1.0), binary=0.0)
+    assert torch.allclose(square, x**2)
+    faint = ink(x, torch.Generator(), p=1.0, gamma=(1.0, 1.0), peak=(0.5, 0.5), binary=0.0)
+    assert torch.allclose(faint, x * 0.5)
+    binary = ink(x, torch.Generator(), p=0.0, binary=1.0)
+    assert set(binary.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(binary, (x > 0.5).float())
+
+
+def test_blur_spreads_a_dot_and_keeps_its_peak():
+    x = torch.zeros(2, 1, 28, 28)
+    x[:, 0, 14, 14] = 0.8
+    out = blur(x, torch.Generator(), p=1.0, sigma=(1.0, 1.0))
+    assert out.amax().item() == pytest.approx(0.8)
+    assert (out[0, 0] > 0.05).sum() > 9  # wider than the dot
+    assert out[0, 0, 14, 13] == pytest.approx(out[0, 0, 14, 15])  # and symmetric
+    assert torch.equal(blur(x, torch.Generator(), p=0.0), x)

@@ -154,6 +154,7 @@ def test_quick_bench_writes_every_section(quick_results):
         "## 3. Inference",
         "## 4. Scaling",
         "## 5. Trainer choices",
+        "## 6. Preprocessing",
     ):
         assert heading in text
     assert "--quick" in text and f"torch {torch.__version__}" in text
@@ -241,6 +242,13 @@ def test_quick_bench_writes_every_section(quick_results):
         choices["compile"].get("first_epoch_s", 0) > 0
         or "unavailable" in choices["compile"]["note"]
     )
+
+    p, pred = data["preprocess"], data["preprocess"]["predict"]  # 6. preprocessing
+    assert [r["side"] for r in p["rows"]] == [28, 280, 280, 512, 512]
+    for r in p["rows"]:
+        assert _positive_finite(r["p50_ms"]) and r["p50_ms"] <= r["p99_ms"]
+        assert f"| {r['p50_ms']:.2f} ms | {r['p99_ms']:.2f} ms |" in text
+    assert pred["ms_per_image"] == pytest.approx(1000 * pred["seconds"] / QUICK.predict_files)
 
 
 @pytest.mark.slow

@@ -16,11 +16,12 @@ from .._runtime import keep_freed_memory
 from ..data.loader import load_data
 from ..errors import MnistlabError, UsageError
 from .choices import choices_markdown, trainer_choices
+from .preprocess import preprocess, preprocess_markdown
 from .sections import Budget, data_path, inference, scaling, time_to_99
 
 __all__ = ["SECTIONS", "run_bench"]
 
-SECTIONS = ("data", "time99", "inference", "scaling", "choices")
+SECTIONS = ("data", "time99", "inference", "scaling", "choices", "preprocess")
 QUICK = Budget(
     images=2048,
     repeats=1,
@@ -31,6 +32,9 @@ QUICK = Budget(
     throughput_runs=1,
     batch_sizes=(64, 256),
     threads=(1,),
+    preprocess_runs=20,
+    predict_files=40,
+    predict_repeats=1,
 )
 
 
@@ -93,6 +97,7 @@ def run_bench(
         "inference": lambda: inference(data, budget),
         "scaling": lambda: scaling(data, device, budget),
         "choices": lambda: trainer_choices(data, device, budget),
+        "preprocess": lambda: preprocess(data, budget),
     }
     for name in sections:
         log(f"bench: {name} ...")
@@ -261,6 +266,8 @@ def to_markdown(r: dict) -> str:
         lines += ["", _limits(s["rows"]), ""]
     if "choices" in r:
         lines += choices_markdown(r["choices"])
+    if "preprocess" in r:
+        lines += preprocess_markdown(r["preprocess"])
     return "\n".join(lines)
 
 

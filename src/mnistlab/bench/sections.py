@@ -37,6 +37,9 @@ class Budget:
     throughput_runs: int = 5
     batch_sizes: tuple[int, ...] = (64, 128, 256, 512, 1024)
     threads: tuple[int, ...] = (1, 2)
+    preprocess_runs: int = 1000  # to_mnist calls per kind of image
+    predict_files: int = 2000  # PNG files through predict_files
+    predict_repeats: int = 3
 
 
 def _recipe(cfg: TrainConfig, steps_per_epoch: int, device, info, epochs: int | None = None):

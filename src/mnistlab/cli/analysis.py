@@ -21,12 +21,25 @@ def evaluate(
     data_dir: Path = DATA_DIR,
     device: str = DEVICE,
     batch_size: int = typer.Option(1000, min=1, help="Evaluation batch size."),
+    suite: str = typer.Option(
+        None, help="realworld: digits that are not MNIST, read as `predict` reads images."
+    ),
+    split: str = typer.Option(
+        None,
+        help="With --suite realworld: dev (to choose variants) or test (to report). "
+        "\\[default: test]",
+    ),
+    per_set: int = typer.Option(None, min=1, help="With --suite realworld: images per set."),
+    show: Path = typer.Option(None, help="With --suite realworld: a PNG of examples per set."),
 ) -> None:
     """Test accuracy, per-class precision/recall, confusion matrix and calibration (ECE).
 
     Also writes confusion.png, mistakes.png (the most confident mistakes),
-    predictions.png, reliability.png and eval.json.
+    predictions.png, reliability.png and eval.json. With --suite realworld:
+    accuracy per real-world set instead, written to realworld.json.
     """
+    if suite is not None or split is not None or per_set is not None or show is not None:
+        return _evaluate_suite(run, which, out, data_dir, device, suite, split, per_set, show)
     from .._runtime import pick_device
     from ..analysis.evaluate import write_evaluation
     from ..analysis.tables import class_table
@@ -56,6 +69,31 @@ def evaluate(
     console.print(confusion)
     console.print(table("Per class", *class_table(res["per_class"])))
     console.print(f"pictures and eval.json in {out_dir}")
+
+
+def _evaluate_suite(run, which, out, data_dir, device, suite, split, per_set, show) -> None:
+    """``evaluate --suite realworld``: accuracy on each real-world set, realworld.json."""
+    if suite is None:
+        raise UsageError("--split, --per-set and --show need --suite realworld")
+    if suite != "realworld":
+        raise UsageError(f"must be realworld, got {suite!r}", option="suite")
+    split = split or "test"
+    if split not in ("dev", "test"):
+        raise UsageError(f"must be dev or test, got {split!r}", option="split")
+    from .._runtime import pick_device
+    from ..analysis.realworld import write_realworld, write_realworld_examples
+    from ..serve.predict import load_predictor
+
+    checkpoint, out_dir = resolve_run(run, out, "eval", which)
+    predictor = load_predictor(checkpoint, str(pick_device(device or "auto")))
+    rows, path = write_realworld(predictor, out_dir, split, per_set or 500, 0, data_dir, checkpoint)
+    body = [[r["set"], f"{r['n']:,}", f"{r['accuracy']:.2%}", f"{r['rejected']:,}"] for r in rows]
+    header = ["set", "images", "accuracy", "refused"]
+    console.print(table(f"{predictor.name} on real-world digits ({split} split)", header, body))
+    console.print(f"realworld.json in {path.parent}")
+    if show is not None:
+        shown = write_realworld_examples(show, split, 8, 0, data_dir, predictor)
+        console.print(f"examples: {shown}")
 
 
 def inspect(

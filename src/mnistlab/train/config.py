@@ -41,7 +41,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     loss: str = "ce"
     label_smoothing: float = 0.0
-    augment: str = "none"  # none, affine, elastic or a chain like affine+elastic
+    augment: str = "none"  # none, a name in data.augment.AUGMENTATIONS or a + chain
     mean: float | None = None  # normalisation; None = the dataset's own mean/std
     std: float | None = None
     schedule: str = "onecycle"
@@ -90,13 +90,14 @@ class TrainConfig:
             raise bad("val_size", "0 or more", self.val_size)
         if self.train_subset is not None and self.train_subset < 1:
             raise bad("train_subset", "at least 1", self.train_subset)
-        from ..data.augment import make_augment
+        from ..data.augment import AUGMENTATIONS, make_augment
 
         try:
             make_augment(self.augment)
         except ValueError:
+            names = ", ".join(AUGMENTATIONS)
             raise bad(
-                "augment", "none, affine, elastic or e.g. affine+elastic", self.augment
+                "augment", f"none, {names} or a chain like affine2+thickness", self.augment
             ) from None
         if self.std is not None and not self.std > 0:
             raise bad("std", "greater than 0", self.std)
