@@ -48,7 +48,8 @@ CONFIG_OPTIONS = {
     ),
     "augment": typer.Option(
         None,
-        help="Batch augmentation: none, affine, elastic, affine+elastic." + _default("augment"),
+        help="Batch augmentation: none, affine, affine2, elastic, thickness, ink, blur, "
+        "or a chain such as affine2+thickness." + _default("augment"),
     ),
     "mean": typer.Option(None, help="Normalisation mean. \\[default: the dataset's]"),
     "std": typer.Option(None, help="Normalisation std. \\[default: the dataset's]"),
