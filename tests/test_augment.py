@@ -10,6 +10,7 @@ from mnistlab.data.augment import (
     blur,
     elastic,
     ink,
+    lowres,
     make_augment,
     random_affine,
     random_affine2,
@@ -32,7 +33,9 @@ def digits(mnist):
         "thickness",
         "ink",
         "blur",
+        "lowres",
         "affine2+thickness+ink+blur",
+        "affine2+thickness+ink+lowres",
     ],
 )
 def test_pure_and_seeded(digits, spec):
@@ -183,3 +186,20 @@ def test_blur_spreads_a_dot_and_keeps_its_peak():
     assert (out[0, 0] > 0.05).sum() > 9  # wider than the dot
     assert out[0, 0, 14, 13] == pytest.approx(out[0, 0, 14, 15])  # and symmetric
     assert torch.equal(blur(x, torch.Generator(), p=0.0), x)
+
+
+def test_lowres_at_full_size_is_the_identity(digits):
+    out = lowres(digits, torch.Generator(), p=1.0, side=(28, 28))
+    assert torch.allclose(out, digits, atol=1e-5)
+
+
+def test_lowres_spreads_a_hairline_over_a_coarse_pixel_keeping_full_ink():
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 4:24, 13] = 1.0  # a 1 px vertical line
+    out = lowres(x, torch.Generator(), p=1.0, side=(7, 7))
+    # averaged into 4x4 blocks: one block column holds the line at a quarter of full
+    # ink; enlarged bilinearly it spreads over 4 to 8 columns, and the brightest
+    # pixel is brought back to full ink
+    row = out[0, 0, 14]
+    assert 4 <= int((row > 0.05).sum()) <= 8 and row.max().item() == pytest.approx(1.0)
+    assert torch.equal(lowres(x, torch.Generator(), p=0.0), x)  # not picked: untouched

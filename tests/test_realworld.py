@@ -163,11 +163,17 @@ def test_dev_and_test_draw_from_disjoint_digits(mnist):
         split_digits("train")
 
 
-def test_uci_digits_are_1797_dark_on_white_scans():
+def test_uci_digits_are_1797_dark_on_white_scans_split_in_two():
     s = uci_digits()
     assert len(s.images) == 1797 and sorted(set(s.labels.tolist())) == list(range(10))
     g = np.asarray(s.images[0])
     assert s.images[0].size == (64, 64) and g[0, 0] == 255 and g.min() < 60
+    dev, test = uci_digits("dev"), uci_digits("test")
+    assert (len(dev.images), len(test.images)) == (900, 897)
+    assert np.array_equal(np.concatenate([dev.labels, test.labels]), s.labels)
+    assert np.array_equal(np.asarray(test.images[0]), np.asarray(s.images[900]))
+    with pytest.raises(MnistlabError, match="all, dev or test"):
+        uci_digits("train")
 
 
 def test_without_scikit_learn_the_uci_set_says_what_to_install(monkeypatch):
@@ -207,7 +213,7 @@ def test_realworld_evaluation_of_a_trained_cnn(trained_run, tmp_path, capsys):
     assert doc["split"] == "dev" and doc["per_set"] == 100 and show.stat().st_size > 10_000
     assert doc["rows"][:-1] == rows  # the CLI writes the library's rows, then UCI's
     uci = doc["rows"][-1]
-    assert uci["set"] == "uci" and uci["n"] == 1797 and "uci" in out and "thin-pen" in out
+    assert uci["set"] == "uci" and uci["n"] == 900 and "uci" in out and "thin-pen" in out
     # measured (1-epoch cnn, dev, 100 a set): 0.90-1.00 a set, all 0.94, uci 0.90
     floors = {**{name: 0.5 for name in (*SETS, "uci")}, "all": 0.8}
     for row in doc["rows"]:

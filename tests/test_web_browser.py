@@ -111,6 +111,35 @@ def test_draw_one_clear_draw_zero(server):
         page.wait_for_function("document.getElementById('label').textContent === '–'")
 
 
+def test_a_thin_pen_is_read_and_given_mnist_like_strokes(server):
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from mnistlab.serve.strokes import MNIST_P10, MNIST_P90, stroke_width
+
+    widths = {}
+    with chromium_page(1100, 800) as page:
+        page.goto(server + "/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('cnn')")
+        for brush in ("2", "22", "40"):
+            page.click("#clear")
+            page.locator("#brush").fill(brush)
+            # a "7": the bar, then the long diagonal down to the left
+            bar = [(0.3 + 0.4 * i / 10, 0.2) for i in range(11)]
+            _stroke(page, bar + [(0.7 - 0.25 * i / 15, 0.2 + 0.65 * i / 15) for i in range(16)])
+            label, _ = _answer(page)
+            src = page.locator("#input28").get_attribute("src")
+            digit = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))))
+            widths[brush] = stroke_width(digit.astype(np.float32) / 255)
+            assert label == "7", (brush, label)
+    # a 2 px pen on the 280 px pad would be 0.3 px at 28x28, a 40 px one 4.7 px: both
+    # reach the network inside MNIST's p10-p90 stroke widths, as the default brush does
+    assert all(MNIST_P10 <= w <= MNIST_P90 for w in widths.values()), widths
+
+
 def test_phone_viewport_has_no_horizontal_scroll(server):
     with chromium_page(390, 844) as page:
         page.goto(server + "/")

@@ -7,8 +7,8 @@ given generator (so a seed fixes them), and expect pixels in [0, 1] with a black
 ``affine`` and ``elastic`` are the classic MNIST ones. The others model how people
 write and how their digits reach us: ``affine2`` adds slant and stretched or narrow
 digits (x and y scaled apart), ``thickness`` thin pens and thick markers, ``ink``
-the profile of a stroke's edge (gamma, faint ink, binary scans) and ``blur`` soft,
-low-resolution sources.
+the profile of a stroke's edge (gamma, faint ink, binary scans), ``blur`` soft
+sources and ``lowres`` coarse ones (an 8x8 or 16x16 scan, a thumbnail) enlarged.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ __all__ = [
     "blur",
     "elastic",
     "ink",
+    "lowres",
     "make_augment",
     "random_affine",
     "random_affine2",
@@ -215,6 +216,29 @@ def blur(
     return torch.where(picked.view(n, 1, 1, 1), y, x)
 
 
+def lowres(
+    x: torch.Tensor,
+    gen: torch.Generator,
+    p: float = 0.3,
+    side: tuple[int, int] = (8, 16),
+) -> torch.Tensor:
+    """Coarse sources enlarged: a fraction ``p`` of the images is averaged down to
+    ``s x s`` pixels (``s`` a whole number in ``side``; at 8 MNIST's 20 px box spans
+    under 6 pixels, as a UCI 8x8 scan's digit does) and enlarged back bilinearly, its
+    brightest pixel kept. Draws picked, then sizes."""
+    n, _, h, w = x.shape
+    picked = _chosen(n, p, gen, x.device)
+    sizes = torch.randint(side[0], side[1] + 1, (n,), generator=gen).to(x.device)
+    out = x.clone()
+    for s in torch.unique(sizes[picked]).tolist():
+        i = torch.nonzero(picked & (sizes == s)).flatten()
+        small = F.interpolate(x[i], size=(s, s), mode="area")  # (n_s, 1, s, s)
+        y = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+        top_in, top_out = x[i].amax((1, 2, 3), keepdim=True), y.amax((1, 2, 3), keepdim=True)
+        out[i] = (y * top_in / top_out.clamp(min=1e-6)).clamp(0, 1)
+    return out
+
+
 def _gaussian_kernel(sigma: float, device) -> torch.Tensor:
     radius = max(1, int(3 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
@@ -253,6 +277,7 @@ AUGMENTATIONS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]
     "blur": blur,
     "elastic": elastic,
     "ink": ink,
+    "lowres": lowres,
     "thickness": thickness,
 }
 

@@ -8,7 +8,9 @@ such images, as PIL images a user could have sent, for
 
 - ``uci``: the UCI optical digits shipped with scikit-learn (1,797 8x8 scans by
   other writers than MNIST's), as dark ink on white, upscaled to 64x64. Needs
-  ``pip install 'mnistlab[realworld]'``; it is the same 1,797 on both splits.
+  ``pip install 'mnistlab[realworld]'``. They come without writer ids, in the order
+  of the original file (writer after writer); ``dev`` takes the first 900 and
+  ``test`` the other 897, so that what is chosen on one is reported on the other.
 - Synthetic sets, each made from MNIST digits by a seeded, deterministic recipe
   (``SETS``): ``thin-pen``, ``thick-marker``, ``off-centre``, ``rotated``,
   ``paper``, ``stretched``. The skeletons need scikit-image (same extra).
@@ -262,18 +264,25 @@ def make_set(
     return ImageSet(name, images, labels[index].astype(np.int64), index)
 
 
-def uci_digits() -> ImageSet:
-    """The 1,797 UCI digits (scikit-learn) as a user would have them: dark on white, 64x64."""
+UCI_DEV = 900  # the first 900 UCI scans are the dev split's, the other 897 the test split's
+
+
+def uci_digits(split: str = "all") -> ImageSet:
+    """The UCI digits (scikit-learn) as a user would have them: dark on white, 64x64.
+    ``split``: "all" (1,797), "dev" (the first ``UCI_DEV``) or "test" (the rest)."""
     datasets = _need("sklearn.datasets")
     bunch = datasets.load_digits()
+    part = {"all": slice(None), "dev": slice(None, UCI_DEV), "test": slice(UCI_DEV, None)}
+    if split not in part:
+        raise UsageError(f"must be all, dev or test, got {split!r}", option="split")
     images = []
-    for scan in bunch.images:  # (8, 8) floats 0..16, 16 = ink
+    for scan in bunch.images[part[split]]:  # (8, 8) floats 0..16, 16 = ink
         paper = np.uint8(np.round(255 - scan * (255 / 16)))
         # bilinear: each 8x8 value is the ink count of a 4x4 block of the original
         # 32x32 bitmap, so a smooth ramp is closer to it than nearest's hard squares
         # (whose edges Otsu would take as strokes); bicubic would overshoot
         images.append(Image.fromarray(paper, "L").resize((64, 64), Image.BILINEAR))
-    return ImageSet("uci", images, bunch.target.astype(np.int64))
+    return ImageSet("uci", images, bunch.target[part[split]].astype(np.int64))
 
 
 def realworld_sets(
@@ -284,7 +293,7 @@ def realworld_sets(
     sets: list[str] | None = None,
     uci: bool | None = None,
 ) -> list[ImageSet]:
-    """The synthetic sets (``n`` each, from ``split``'s digits), then UCI: always with
+    """The synthetic sets (``n`` each, from ``split``'s digits), then ``split``'s UCI: always with
     ``uci=True``, never with ``False``, and where scikit-learn is installed with None."""
     digits, labels = split_digits(split, data_dir)
     out = [make_set(name, digits, labels, n, seed) for name in sets or SETS]
@@ -296,5 +305,5 @@ def realworld_sets(
         except ImportError:
             uci = False
     if uci:
-        out.append(uci_digits())
+        out.append(uci_digits(split))
     return out

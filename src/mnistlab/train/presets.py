@@ -12,6 +12,9 @@ from ..errors import UsageError
 __all__ = ["PRESETS", "get_preset"]
 
 _NO_SCHEDULE = {"schedule": "none"}
+# The tutorials trained on MNIST as it is; so do their presets and `fast`, whatever
+# augmentation the default recipe has
+_PLAIN = {"augment": "none"}
 # Seeds 000, 002, 003 and 004 train on all 60,000 images and report the last epoch's
 # test accuracy; their presets do the same (no validation split, nothing selected on
 # test). Seed 001 keeps a dev split to pick its best model, and so does its preset.
@@ -25,12 +28,14 @@ PRESETS: dict[str, dict] = {
         "_about": "seed 000: SGD lr 0.01, momentum 0.5, batch 64, 10 epochs",
         **_SEED000,
         **_NO_SCHEDULE,
+        **_PLAIN,
         **_ALL_TRAIN,
     },
     "seed000-compare": {
         "_about": "seed 000's recipe as the shared budget for linear, cnn, inception, resnet",
         **_SEED000,
         **_NO_SCHEDULE,
+        **_PLAIN,
         **_ALL_TRAIN,
     },
     "seed001-lenet5": {
@@ -45,6 +50,7 @@ PRESETS: dict[str, dict] = {
         "mean": 0.5,
         "std": 0.5,
         **_NO_SCHEDULE,
+        **_PLAIN,
     },
     "seed002-mlp-mse": {
         "_about": "seed 002: MSE on one-hot, SGD lr 0.005, momentum 0.9, batch 512, 3 epochs",
@@ -56,6 +62,7 @@ PRESETS: dict[str, dict] = {
         "batch_size": 512,
         "epochs": 3,
         **_NO_SCHEDULE,
+        **_PLAIN,
         **_ALL_TRAIN,
     },
     "seed003-example": {
@@ -70,12 +77,14 @@ PRESETS: dict[str, dict] = {
         "batch_size": 64,
         "epochs": 14,
         **_ALL_TRAIN,
+        **_PLAIN,
     },
     "seed004-lenet": {
         "_about": "seed 004: plain SGD lr 0.01, batch 32, 8 epochs, no normalisation",
         "model": "lenet",
         **_SEED004,
         **_NO_SCHEDULE,
+        **_PLAIN,
         **_ALL_TRAIN,
     },
     "seed004-lenet-bn": {
@@ -83,6 +92,7 @@ PRESETS: dict[str, dict] = {
         "model": "lenet-bn",
         **_SEED004,
         **_NO_SCHEDULE,
+        **_PLAIN,
         **_ALL_TRAIN,
     },
     "fast": {
@@ -97,6 +107,7 @@ PRESETS: dict[str, dict] = {
         "batch_size": 96,
         "epochs": 1,
         "label_smoothing": 0.1,
+        **_PLAIN,
     },
     "best": {
         "_about": "ours, most accurate: best net, random-affine augmentation, Adam + "
