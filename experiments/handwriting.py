@@ -39,6 +39,7 @@ OUT = ROOT / "runs" / "handwriting"
 SEED = 0  # the sweep's seed; --seed trains others to check a finding
 BUDGET_SECONDS = 60.0  # train time of a default run on the 2-core CPU
 TEST_FLOOR = 0.993  # MNIST test the default must keep
+TIE = 0.001  # dev-overall differences below this (0.1 points) are noise
 
 # (augment, epochs): a ladder adding one augmentation at a time, then more epochs
 # (an epoch of `fast` is about 3.3 s on a quiet 2-core CPU: the budget holds ~15)
@@ -54,7 +55,10 @@ VARIANTS = [
     ("affine2+thickness+ink", 12),
     ("affine2+thickness+ink+lowres", 4),
     ("affine2+thickness+ink+lowres", 8),
+    ("affine2+thickness+ink+lowres", 10),
     ("affine2+thickness+ink+lowres", 12),
+    ("flag1+affine2+thickness+ink+lowres", 10),
+    ("flag1+affine2+thickness+ink+lowres", 12),
     ("affine2+thickness+ink+blur", 12),
     ("affine2+thickness+ink+lowres+elastic", 12),
     ("affine2+thickness+lowres", 12),
@@ -175,18 +179,25 @@ def load_timing() -> dict:
 
 
 def pick(rows: list[dict]) -> dict | None:
-    """Best on dev overall, then MNIST validation, among runs within the budget (train
-    seconds re-timed by ``time`` where there, else as measured in the sweep)."""
+    """Among seed-0 runs within the budget (train seconds re-timed by ``time`` where
+    there, else as measured in the sweep): those within ``TIE`` of the best on dev
+    overall are as good (``TIE`` is 4 of the 3,900 dev images: seed noise is larger),
+    and of those the fastest to train wins, so a slower machine stays near the budget."""
     timing = load_timing()
 
     def seconds(r: dict) -> float:
         return timing.get(run_name(r["augment"], r["epochs"], r["seed"]), r["train_seconds"])
 
-    ok = [r for r in rows if r["seed"] == SEED]
-    ok = [r for r in ok if seconds(r) <= BUDGET_SECONDS]
+    def overall(r: dict) -> float:
+        return (r["dev"] or {}).get("overall") or 0.0
+
+    ok = [r for r in rows if r["seed"] == SEED and seconds(r) <= BUDGET_SECONDS]
     if not ok:
         return None
-    return max(ok, key=lambda r: ((r["dev"] or {}).get("overall") or 0.0, r["val_acc"]))
+    if not any(r["dev"] for r in ok):  # no dev suite: MNIST validation decides
+        return max(ok, key=lambda r: r["val_acc"])
+    best = max(overall(r) for r in ok)
+    return min((r for r in ok if overall(r) >= best - TIE), key=seconds)
 
 
 def table(rows: list[dict]) -> str:
@@ -215,7 +226,11 @@ def report() -> str:
     if best is None:
         text += "No run within the budget yet.\n"
     else:
-        basis = "dev suite, then MNIST validation" if best["dev"] else "MNIST validation only"
+        basis = (
+            f"dev suite, the fastest within {100 * TIE:.1f} points of the best"
+            if best["dev"]
+            else "MNIST validation only"
+        )
         floor = "keeps" if best["test_acc"] >= TEST_FLOOR else "MISSES"
         text += (
             f"Pick (seed {SEED}, on the {basis}; train <= {BUDGET_SECONDS:.0f} s): "
@@ -259,8 +274,8 @@ def time_variants(todo: list[tuple[str, int]], repeats: int) -> None:
 BEFORE = "257d54e"  # the last commit with the old to_mnist (before scipy and strokes)
 
 
-def _old_to_mnist():
-    """``to_mnist`` as it was at ``BEFORE``, loaded from git beside today's package."""
+def _old_preprocess():
+    """``serve/preprocess.py`` as it was at ``BEFORE``, loaded from git beside today's."""
     import importlib.util
 
     src = subprocess.run(
@@ -276,33 +291,47 @@ def _old_to_mnist():
     spec = importlib.util.spec_from_file_location("mnistlab.serve._before", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.to_mnist
+    return module
 
 
 def ladder(runs: list[str]) -> str:
     """The before/after table on the real-world **test** split (report only): the first
     run with the old ``to_mnist``, then every run with today's, in the order given."""
     import mnistlab.analysis.realworld as rw
+    from mnistlab.data.realworld import realworld_sets
     from mnistlab.runs.folder import read_metrics
     from mnistlab.serve.predict import load_predictor
 
-    steps = [("before", runs[0])] + [("now", r) for r in runs]
-    today = rw.to_mnist
+    sets = realworld_sets("test", 500, 0)
+    today = (rw.to_mnist, rw.PreprocessError)
+    old = _old_preprocess()
+    prepared = {}
+    for prep, (fn, error) in (
+        ("before", (old.to_mnist, old.PreprocessError)),
+        ("now", today),
+    ):
+        rw.to_mnist, rw.PreprocessError = fn, error  # what preprocess_set calls and catches
+        prepared[prep] = [rw.preprocess_set(image_set) for image_set in sets]
+    rw.to_mnist, rw.PreprocessError = today
     lines = []
-    for i, (prep, run) in enumerate(steps):
-        rw.to_mnist = _old_to_mnist() if prep == "before" else today
-        rows = rw.evaluate_realworld(load_predictor(run), "test", 500, 0)
+    for i, (prep, run) in enumerate([("before", runs[0])] + [("now", r) for r in runs]):
+        predictor = load_predictor(run)
+        acc, n_syn, c_syn = {}, 0, 0
+        for image_set, (digits, ok) in zip(sets, prepared[prep], strict=True):
+            correct = int((rw._predict(predictor, digits, ok) == image_set.labels).sum())
+            acc[image_set.name] = correct / len(digits)
+            if image_set.name != "uci":
+                n_syn, c_syn = n_syn + len(digits), c_syn + correct
+        acc["all six"] = c_syn / n_syn
         # the test accuracy of the checkpoint kept: the last epoch marked best on val
-        test = [m for m in read_metrics(Path(run)) if m.get("is_best")]
-        acc = {r["set"]: r["accuracy"] for r in rows}
+        best = [m for m in read_metrics(Path(run)) if m.get("is_best")]
         if i == 0:
             head = ["to_mnist", "run", "MNIST test", *acc]
             lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-        mnist = f"{100 * test[-1]['test_acc']:.2f}%" if test else "-"
+        mnist = f"{100 * best[-1]['test_acc']:.2f}%" if best else "-"
         cells = [prep, Path(run).name, mnist, *(f"{100 * a:.1f}%" for a in acc.values())]
         lines.append("| " + " | ".join(cells) + " |")
         print(lines[-1], flush=True)
-    rw.to_mnist = today
     text = "\n".join(lines) + "\n"
     (OUT / "ladder.md").write_text(text)
     return text

@@ -9,6 +9,7 @@ from mnistlab.data.augment import (
     AUGMENTATIONS,
     blur,
     elastic,
+    flag1,
     ink,
     lowres,
     make_augment,
@@ -203,3 +204,48 @@ def test_lowres_spreads_a_hairline_over_a_coarse_pixel_keeping_full_ink():
     row = out[0, 0, 14]
     assert 4 <= int((row > 0.05).sum()) <= 8 and row.max().item() == pytest.approx(1.0)
     assert torch.equal(lowres(x, torch.Generator(), p=0.0), x)  # not picked: untouched
+
+
+def test_flag1_gives_only_the_ones_a_flag_down_to_the_left():
+    x = torch.zeros(3, 1, 28, 28)
+    x[:, 0, 4:24, 14:16] = 1.0  # a vertical stroke, 2 px wide, rows 4-23 (height 20)
+    labels = torch.tensor([1, 7, 1])
+    gen = torch.Generator().manual_seed(0)
+    out = flag1(x, gen, labels, p=1.0, length=(0.4, 0.4), angle=(45.0, 45.0), foot=0.0)
+    assert torch.equal(out[1], x[1])  # a 7 keeps its shape
+    assert torch.equal(out[0], out[2])  # same strokes, same fixed flag
+    added = (out[0, 0] - x[0, 0]) > 0.5
+    ys, xs = torch.nonzero(added, as_tuple=True)
+    # from the top centre (x 14.5, y 4) down to the left at 45 degrees for 8 px:
+    # to about (8.8, 9.7), 2 px wide
+    assert xs.min() >= 7 and xs.max() <= 14 and ys.min() >= 3 and ys.max() <= 11
+    assert 8 <= int(added.sum()) <= 30
+    # the flag runs down to the left: further left, further down
+    assert torch.corrcoef(torch.stack([xs.float(), ys.float()]))[0, 1] < -0.8
+    # without labels nothing can be picked: the identity, and the stream still advances
+    assert torch.equal(flag1(x, torch.Generator().manual_seed(0)), x)
+
+
+def test_flag1_foot_is_a_bar_across_the_bottom():
+    x = torch.zeros(1, 1, 28, 28)
+    x[0, 0, 4:24, 14:16] = 1.0
+    gen = torch.Generator().manual_seed(0)
+    out = flag1(x, gen, torch.tensor([1]), p=1.0, length=(0.0, 0.0), foot=1.0)
+    added = (out[0, 0] - x[0, 0]) > 0.5
+    ys, xs = torch.nonzero(added, as_tuple=True)
+    assert ys.min() >= 21 and ys.max() <= 25  # at the bottom row (23), about 2 px wide
+    assert xs.min() < 12 and xs.max() > 17  # across the stroke, both sides
+
+
+def test_the_loader_passes_labels_to_a_labelled_chain(mnist):
+    from mnistlab.data.loader import DeviceLoader
+
+    x, y = mnist.test[0][:256], mnist.test[1][:256]
+    ones = int((y == 1).sum())
+    assert ones > 10
+    plain = DeviceLoader(x, y, 256, 0.0, 1.0)
+    flagged = DeviceLoader(x, y, 256, 0.0, 1.0, augment=make_augment("flag1"))
+    (a, _), (b, _) = next(plain.batches()), next(flagged.batches())
+    changed = (a - b).abs().flatten(1).amax(1) > 0.5
+    # only 1s change, about half of them (p = 0.5)
+    assert (y[changed] == 1).all() and 0.2 * ones <= int(changed.sum()) <= 0.8 * ones

@@ -48,8 +48,9 @@ CONFIG_OPTIONS = {
     ),
     "augment": typer.Option(
         None,
-        help="Batch augmentation: none, affine, affine2, elastic, thickness, ink, blur, lowres, "
-        "or a chain such as affine2+thickness." + _default("augment"),
+        help="Batch augmentation: none, affine, affine2, elastic, thickness, ink, blur, "
+        "lowres, flag1 (some 1s get a flag and a foot), or a chain such as "
+        "affine2+thickness." + _default("augment"),
     ),
     "mean": typer.Option(None, help="Normalisation mean. \\[default: the dataset's]"),
     "std": typer.Option(None, help="Normalisation std. \\[default: the dataset's]"),
@@ -117,7 +118,7 @@ def train(
     """Train a model and write a run folder: config, metrics, checkpoints and curves.
 
     With no flags this is the default recipe: the `fast` network, Adam with a
-    one-cycle schedule, batch 256, 12 epochs with the handwriting augmentations
+    one-cycle schedule, batch 256, 10 epochs with the handwriting augmentations
     (affine2+thickness+ink+lowres), so that it reads people's own digits as well as
     MNIST's (docs/handwriting.md). Ctrl-C stops after the current step and
     saves the state; `--resume RUN` continues exactly where it stopped.

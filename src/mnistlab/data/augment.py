@@ -9,6 +9,8 @@ write and how their digits reach us: ``affine2`` adds slant and stretched or nar
 digits (x and y scaled apart), ``thickness`` thin pens and thick markers, ``ink``
 the profile of a stroke's edge (gamma, faint ink, binary scans), ``blur`` soft
 sources and ``lowres`` coarse ones (an 8x8 or 16x16 scan, a thumbnail) enlarged.
+``flag1`` is the one that needs the labels (``fn(x, gen, labels)``): it gives some
+MNIST 1s the long flag and the foot that many people, in Europe above all, write.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ __all__ = [
     "AUGMENTATIONS",
     "blur",
     "elastic",
+    "flag1",
     "ink",
     "lowres",
     "make_augment",
@@ -239,6 +242,85 @@ def lowres(
     return out
 
 
+def _segments(shape, a: torch.Tensor, b: torch.Tensor, width: torch.Tensor) -> torch.Tensor:
+    """(N, 1, H, W) anti-aliased lines from ``a`` to ``b`` ((N, 2) as x, y in pixels),
+    ``width`` (N,) pixels wide: full ink within width/2 of the segment, fading over
+    one pixel."""
+    n, _, h, w = shape
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=a.dtype, device=a.device),
+        torch.arange(w, dtype=a.dtype, device=a.device),
+        indexing="ij",
+    )
+    p = torch.stack([xs, ys], -1).view(1, h, w, 2)  # pixel centres
+    ab = (b - a).view(n, 1, 1, 2)
+    t = ((p - a.view(n, 1, 1, 2)) * ab).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-6)
+    near = a.view(n, 1, 1, 2) + t.clamp(0, 1).unsqueeze(-1) * ab  # (N, H, W, 2)
+    d = (p - near).norm(dim=-1)  # (N, H, W): distance to the segment
+    return (width.view(n, 1, 1) / 2 + 0.5 - d).clamp(0, 1).unsqueeze(1)
+
+
+def flag1(
+    x: torch.Tensor,
+    gen: torch.Generator,
+    labels: torch.Tensor | None = None,
+    one: int = 1,
+    p: float = 0.5,
+    length: tuple[float, float] = (0.2, 0.45),
+    angle: tuple[float, float] = (20.0, 55.0),
+    foot: float = 0.3,
+) -> torch.Tensor:
+    """The 1 as many people write it: a fraction ``p`` of the images labelled ``one``
+    gets a flag, a stroke from the top of its ink down to the left (``length`` of the
+    digit's height, ``angle`` degrees below the horizontal), and a fraction ``foot``
+    of those a foot, a bar across the bottom (0.3-0.6 of the height). Strokes as wide
+    as the digit's own (its ink over its height). Without labels, the identity.
+    Draws picked, length, angle, foot, foot length in that order, for every image."""
+    n, _, h, w = x.shape
+    dev = x.device
+    picked = _chosen(n, p, gen, dev)
+    flag_len = _uniform(n, *length, gen, dev)
+    theta = _uniform(n, *angle, gen, dev) * (math.pi / 180)
+    footed = _chosen(n, foot, gen, dev)
+    foot_len = _uniform(n, 0.3, 0.6, gen, dev)
+    if labels is None:
+        return x
+    i = torch.nonzero(picked & (labels.to(dev) == one)).flatten()
+    inked = x[i, 0] > 0.3  # (k, H, W)
+    i = i[inked.flatten(1).any(1)]  # an image without ink has no top to start from
+    if not len(i):
+        return x
+    xi = x[i, 0]
+    rows = (xi > 0.3).any(2)  # (k, H)
+    r = torch.arange(h, device=dev)
+    top = torch.where(rows, r, h).amin(1)  # first inked row
+    bottom = torch.where(rows, r, -1).amax(1)
+    height = (bottom - top + 1).to(x.dtype)
+    cols = torch.arange(w, dtype=x.dtype, device=dev)
+
+    def centre(row: torch.Tensor) -> torch.Tensor:  # ink-weighted column of 2 rows from row
+        band = ((r.view(1, h) - row.view(-1, 1)).abs() <= 1).to(x.dtype)  # (k, H)
+        mass = (xi * band.unsqueeze(2)).sum(1)  # (k, W)
+        return (mass * cols).sum(1) / mass.sum(1).clamp(min=1e-6)
+
+    width = (xi.sum((1, 2)) / height).clamp(1.5, 4.0)  # a 1 is mostly one stroke
+    a = torch.stack([centre(top), top.to(x.dtype)], 1)
+    k = flag_len[i] * height
+    b = a + torch.stack([-k * torch.cos(theta[i]), k * torch.sin(theta[i])], 1)
+    ink = _segments((len(i), 1, h, w), a, b, width)
+    half = (foot_len[i] * height / 2).view(-1, 1)
+    base = torch.stack([centre(bottom), bottom.to(x.dtype)], 1)
+    left, right = (
+        base - half * torch.tensor([1.0, 0.0], device=dev),
+        base + half * torch.tensor([1.0, 0.0], device=dev),
+    )
+    feet = _segments((len(i), 1, h, w), left, right, width)
+    ink = torch.where(footed[i].view(-1, 1, 1, 1), torch.maximum(ink, feet), ink)
+    out = x.clone()
+    out[i] = torch.maximum(x[i], ink)
+    return out
+
+
 def _gaussian_kernel(sigma: float, device) -> torch.Tensor:
     radius = max(1, int(3 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
@@ -276,10 +358,14 @@ AUGMENTATIONS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]
     "affine2": random_affine2,
     "blur": blur,
     "elastic": elastic,
+    "flag1": flag1,
     "ink": ink,
     "lowres": lowres,
     "thickness": thickness,
 }
+
+
+LABELLED = {flag1}  # these take the batch's labels too
 
 
 def make_augment(spec: str):
@@ -293,9 +379,11 @@ def make_augment(spec: str):
         raise ValueError(f"unknown augmentation {unknown[0]!r}")
     fns = [AUGMENTATIONS[n] for n in names]
 
-    def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def augment(
+        x: torch.Tensor, gen: torch.Generator, labels: torch.Tensor | None = None
+    ) -> torch.Tensor:
         for fn in fns:
-            x = fn(x, gen)
+            x = fn(x, gen, labels) if fn in LABELLED else fn(x, gen)
         return x
 
     return augment

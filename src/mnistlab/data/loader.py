@@ -21,7 +21,7 @@ from .normalize import normalize, standardize
 
 __all__ = ["DeviceLoader", "MnistData", "hold_out", "load_data", "load_split", "normalize"]
 
-Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+Augment = Callable[..., torch.Tensor]  # (x, generator, labels) -> x
 
 
 @dataclass
@@ -145,7 +145,7 @@ class DeviceLoader:
                 aug_gen = torch.Generator().manual_seed(
                     (self.seed * 1_000_003 + epoch) * 100_003 + b
                 )
-                x = self.augment(x.to(torch.float32).div_(255.0), aug_gen)
+                x = self.augment(x.to(torch.float32).div_(255.0), aug_gen, y)
                 x = standardize(x, self.mean, self.std)
             yield x, y
 

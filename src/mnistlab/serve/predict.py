@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,16 +125,28 @@ class Result:
         }
 
 
-def predict_files(predictor: Predictor, sources: list[str]) -> list[Result]:
-    results, digits = [], []
-    for src in sources:
-        try:
-            data = sys.stdin.buffer.read() if src == "-" else src
-            digit = load_digit(data, "stdin" if src == "-" else src)
-            results.append(Result(src, digit=digit))
-            digits.append(digit)
-        except PreprocessError as e:
-            results.append(Result(src, error=str(e)))
+def _read(src: str) -> Result:
+    """One file (or stdin, ``-``) through ``load_digit``: its digit, or its error."""
+    try:
+        data = sys.stdin.buffer.read() if src == "-" else src
+        return Result(src, digit=load_digit(data, "stdin" if src == "-" else src))
+    except PreprocessError as e:
+        return Result(src, error=str(e))
+
+
+def predict_files(
+    predictor: Predictor, sources: list[str], workers: int | None = None
+) -> list[Result]:
+    """One result per source, in order. Files are read and preprocessed by ``workers``
+    threads (default: one per CPU, at most 8; Pillow's decoding and most of numpy's and
+    scipy's work release the GIL), then classified in one batch."""
+    workers = workers or min(os.cpu_count() or 1, 8)
+    if workers > 1 and len(sources) >= 2 * workers:
+        with ThreadPoolExecutor(workers) as pool:
+            results = list(pool.map(_read, sources))
+    else:
+        results = [_read(src) for src in sources]
+    digits = [r.digit for r in results if r.error is None]
     if digits:
         probs = iter(predictor.probs(np.stack(digits)))
         names = predictor.class_names

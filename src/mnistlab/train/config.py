@@ -20,7 +20,7 @@ def _runtime(default):
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run. The defaults are the default recipe: ``fast``, 12 epochs of
+    """Every knob of a run. The defaults are the default recipe: ``fast``, 10 epochs of
     handwriting augmentation, ~99.5% on MNIST and people's own digits read too
     (docs/handwriting.md).
 
@@ -34,7 +34,7 @@ class TrainConfig:
     model: str = "fast"
     model_kwargs: dict = field(default_factory=dict)
     dataset: str = "mnist"
-    epochs: int = 12
+    epochs: int = 10
     batch_size: int = 256
     eval_batch_size: int = 1000
     optimizer: str = "adam"
