@@ -137,6 +137,9 @@ def compare(
     preset: str = typer.Option(None, "--preset", "-p", help="The shared recipe's preset."),
     seeds: str = typer.Option("0,1", help="Comma-separated seeds; each entry runs once per seed."),
     epochs: int = typer.Option(None, help="Override every entry's epochs."),
+    augment: str = typer.Option(
+        None, help="Override every entry's augmentation (none: MNIST as it is)."
+    ),
     train_subset: int = typer.Option(None, help="Train every entry on this many images."),
     val_size: int = typer.Option(None, help="Override every entry's validation split."),
     out: Path = typer.Option(None, help="Comparison folder. \\[default: runs/compare-<suite>]"),
@@ -178,6 +181,7 @@ def compare(
         raise UsageError("--seeds needs at least one seed")
     overrides = {
         "epochs": epochs,
+        "augment": augment,
         "train_subset": train_subset,
         "val_size": val_size,
         "device": device,
