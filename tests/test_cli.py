@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from mnistlab.cli import main
+from mnistlab.errors import UsageError
 
 
 def _single_error_line(err: str) -> str:
@@ -133,3 +134,21 @@ def test_console_script_exit_code_without_traceback(tmp_path):
     proc = subprocess.run([str(exe), "train", "--lr", "-3"], capture_output=True, text=True)
     assert proc.returncode == 2
     _single_error_line(proc.stderr)
+
+
+def test_output_file_refuses_inputs_folders_and_wrong_extensions(tmp_path):
+    from mnistlab._io import output_file
+
+    img = tmp_path / "one.png"
+    img.write_bytes(b"not really a png")
+    with pytest.raises(UsageError, match="also an input"):
+        output_file(img, (".png",), [str(img)], option="show")
+    with pytest.raises(UsageError, match=r"writes \.png; give the file that extension"):
+        output_file(tmp_path / "out.txt", (".png",), option="show")
+    with pytest.raises(UsageError, match="is a folder"):
+        (tmp_path / "d.png").mkdir()
+        output_file(tmp_path / "d.png", (".png",))
+    with pytest.raises(UsageError, match="needs a file name"):
+        output_file("", (".png",))
+    assert img.read_bytes() == b"not really a png"  # nothing was written
+    assert output_file(tmp_path / "new.PNG", (".png",), [str(img)]) == tmp_path / "new.PNG"

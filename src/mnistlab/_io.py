@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json"]
+from .errors import UsageError
+
+__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_json", "output_file"]
 
 
 def atomic_write(path: str | os.PathLike, writer: Callable[[Path], object]) -> Path:
@@ -41,3 +43,34 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_json(path: str | os.PathLike, obj: object) -> Path:
     text = json.dumps(obj, indent=2, sort_keys=False) + "\n"
     return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+def output_file(
+    path: str | os.PathLike,
+    suffixes: tuple[str, ...],
+    inputs: Iterable[str | os.PathLike] = (),
+    option: str | None = None,
+) -> Path:
+    """``path`` checked as a file to write: its extension one of ``suffixes`` (what is
+    written, e.g. ``(".png",)``), not a folder, and not one of ``inputs`` (an output
+    never overwrites what it was made from). A ``UsageError`` about ``option`` says
+    which rule it breaks and what to do; nothing has been written then."""
+    path = Path(path)
+    if path.name in ("", ".", ".."):
+        raise UsageError(f"needs a file name, got {str(path)!r}", option=option)
+    if path.suffix.lower() not in suffixes:
+        kinds = " or ".join(suffixes)
+        raise UsageError(
+            f"{path}: this writes {kinds}; give the file that extension", option=option
+        )
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give a file name in it", option=option)
+    for item in inputs:
+        if item == "-" or not os.path.exists(item) or not path.exists():
+            continue
+        if os.path.samefile(path, item):
+            raise UsageError(
+                f"{path} is also an input and would be overwritten; choose another name",
+                option=option,
+            )
+    return path
