@@ -56,6 +56,7 @@ VARIANTS = [
     ("affine2+thickness+ink+lowres", 4),
     ("affine2+thickness+ink+lowres", 8),
     ("affine2+thickness+ink+lowres", 10),
+    ("affine2+thickness+ink+lowres@ls0.1", 10),  # with the `fast` preset's label smoothing
     ("affine2+thickness+ink+lowres", 12),
     ("flag1+affine2+thickness+ink+lowres", 10),
     ("flag1+affine2+thickness+ink+lowres", 12),
@@ -74,6 +75,13 @@ def has_realworld() -> bool:
     return importlib.util.find_spec("mnistlab.analysis.realworld") is not None
 
 
+def recipe(spec: str) -> tuple[str, float]:
+    """(augment, label smoothing) of a variant's spec: ``AUGMENT`` (smoothing 0, the
+    sweep's base recipe, whatever the default is now) or ``AUGMENT@lsX``."""
+    augment, _, ls = spec.partition("@ls")
+    return augment, float(ls) if ls else 0.0
+
+
 def train(augment: str, epochs: int, seed: int = SEED, threads: int | None = None) -> dict:
     """Train one variant (or reuse it) and return its MNIST figures."""
     name = run_name(augment, epochs, seed)
@@ -83,7 +91,10 @@ def train(augment: str, epochs: int, seed: int = SEED, threads: int | None = Non
         return json.loads(summary.read_text())
     if run_dir.exists():  # cut off mid-training: start again
         shutil.rmtree(run_dir)
-    cfg = TrainConfig(augment=augment, epochs=epochs, seed=seed, threads=threads)
+    aug, smoothing = recipe(augment)
+    cfg = TrainConfig(
+        augment=aug, label_smoothing=smoothing, epochs=epochs, seed=seed, threads=threads
+    )
     cfg.out_dir, cfg.run_name = str(OUT), name
     t0 = time.perf_counter()
     res = mnistlab.fit(cfg)
@@ -259,8 +270,10 @@ def time_variants(todo: list[tuple[str, int]], repeats: int) -> None:
         best = None
         for _ in range(repeats):
             with tempfile.TemporaryDirectory() as tmp:
-                cmd = [sys.executable, "-m", "mnistlab", "train", "--augment", augment]
-                cmd += ["--epochs", str(epochs), "--out-dir", tmp, "--name", "t"]
+                aug, smoothing = recipe(augment)
+                cmd = [sys.executable, "-m", "mnistlab", "train", "--augment", aug]
+                cmd += ["--label-smoothing", str(smoothing), "--epochs", str(epochs)]
+                cmd += ["--out-dir", tmp, "--name", "t"]
                 subprocess.run(cmd, check=True, capture_output=True)
                 lines = (Path(tmp) / "t" / "metrics.jsonl").read_text().splitlines()
                 recs = [json.loads(x) for x in lines]
