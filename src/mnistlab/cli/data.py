@@ -42,43 +42,52 @@ def download(dataset: str = DATASET, data_dir: Path = DATA_DIR) -> None:
 @data_app.command()
 def verify(dataset: str = DATASET, data_dir: Path = DATA_DIR) -> None:
     """Check the files' content checksums and shapes; exit 1 if any is bad or missing."""
-    from ..data import find_dataset_dir, get_dataset, verify_dir
-    from ..data.datasets import missing_message
+    from ..data import locate, verify_dir
 
-    info = get_dataset(dataset)
-    folder = find_dataset_dir(dataset, data_dir)
-    if folder is None:
-        raise MnistlabError(missing_message(info, data_dir))
-    report = verify_dir(info, folder)
+    lookup = locate(dataset, data_dir)  # the folder the loader reads
+    for folder, other in lookup.skipped:
+        console.print(f"[yellow]skipped {folder}: it holds {other}[/]")
+    if lookup.folder is None:
+        raise lookup.error()
+    report = verify_dir(lookup.info, lookup.folder)
     for name, status in report.items():
         mark = "[green]ok[/]" if status == "ok" else f"[red]{status}[/]"
         console.print(f"{name}: {mark}")
-    bad = [n for n, s in report.items() if s != "ok"]
+    bad = [n for n, s in report.items() if s not in ("ok", "missing")]
     if bad:
-        raise MnistlabError(f"{len(bad)} of {len(report)} files in {folder} failed verification")
-    console.print(f"[green]all {len(report)} files of {info.name} verified in {folder}[/]")
+        raise MnistlabError(
+            f"{len(bad)} of {len(report)} files in {lookup.folder} failed verification "
+            "(see above for what to do)"
+        )
+    if not lookup.complete:
+        raise lookup.error()
+    console.print(
+        f"[green]all {len(report)} files of {lookup.info.name} verified in {lookup.folder}[/]"
+    )
 
 
 @data_app.command()
 def info(dataset: str = DATASET, data_dir: Path = DATA_DIR) -> None:
     """Describe a dataset: classes, normalisation, where its files are, label counts."""
-    from ..data import candidate_dirs, find_dataset_dir, get_dataset, load_arrays
+    from ..data import locate, read_split
 
-    ds = get_dataset(dataset)
-    folder = find_dataset_dir(dataset, data_dir)
+    lookup = locate(dataset, data_dir)  # the folder the loader reads
+    ds = lookup.info
     console.print(f"[bold]{ds.name}[/]: {ds.title}")
     console.print(f"source: {ds.source}")
     console.print(f"normalisation: mean {ds.mean}, std {ds.std} (of pixels scaled to [0, 1])")
-    console.print(f"searched: {', '.join(str(d) for d in candidate_dirs(dataset, data_dir))}")
-    if folder is None:
-        console.print("[yellow]not found[/]: run `mnistlab data download`")
+    console.print(f"searched: {', '.join(str(d) for d in lookup.searched)}")
+    for folder, other in lookup.skipped:
+        console.print(f"skipped: {folder} (it holds {other})")
+    if not lookup.complete:
+        console.print(f"[yellow]not found[/]: {lookup.error()}")
         return
-    console.print(f"found in: {folder}")
+    console.print(f"found in: {lookup.folder}")
     table = Table(title="label counts")
     table.add_column("class")
     splits = {}
     for split in ("train", "test"):
-        _, labels = load_arrays(dataset, split, data_dir)
+        _, labels = read_split(lookup, split)
         splits[split] = np.bincount(labels, minlength=len(ds.classes))
         table.add_column(f"{split} ({len(labels):,})", justify="right")
     for i, name in enumerate(ds.classes):
@@ -95,15 +104,17 @@ def show(
     split: str = typer.Option("train", help="train or test."),
     n: int = typer.Option(32, "-n", min=1, max=400, help="How many samples."),
     start: int = typer.Option(0, min=0, help="Index of the first sample."),
-    seed: int = typer.Option(None, help="Pick n random samples with this seed instead."),
+    seed: int = typer.Option(None, min=0, help="Pick n random samples with this seed instead."),
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="PNG file to write."),
 ) -> None:
     """Write a PNG grid of samples with their labels."""
-    from ..analysis.plots import plot_samples
-    from ..data import get_dataset, load_arrays
+    from .._io import output_file
+    from ..data import locate, read_split
 
-    ds = get_dataset(dataset)
-    images, labels = load_arrays(dataset, split, data_dir)
+    lookup = locate(dataset, data_dir)  # the folder the loader reads
+    ds = lookup.info
+    out = output_file(out, (".png",), inputs=lookup.files(), option="out")
+    images, labels = read_split(lookup, split)
     if seed is not None:
         idx = np.random.default_rng(seed).choice(
             len(images), size=min(n, len(images)), replace=False
@@ -117,6 +128,8 @@ def show(
     title = f"{ds.name} {split}: " + (
         f"{len(idx)} random (seed {seed})" if seed is not None else f"#{idx[0]}-{idx[-1]}"
     )
+    from ..analysis.plots import plot_samples  # heavy: only once the checks pass
+
     try:
         path = plot_samples(images[idx], labels[idx], ds.classes, out, title=title)
     except OSError as e:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,11 +23,14 @@ __all__ = [
     "DATASETS",
     "DatasetInfo",
     "DatasetNotFound",
+    "Lookup",
     "candidate_dirs",
     "find_dataset_dir",
     "get_dataset",
     "list_datasets",
     "load_arrays",
+    "locate",
+    "read_split",
     "verify_dir",
 ]
 
@@ -202,13 +206,29 @@ def _local_file(folder: Path, f: FileInfo) -> Path | None:
     return None
 
 
+def _owner(name: str, digest: str) -> str | None:
+    """The dataset whose file ``name`` has decoded content with MD5 ``digest``."""
+    for ds in DATASETS.values():
+        if any(f.name == name and f.content_md5 == digest for f in ds.all_files()):
+            return ds.name
+    return None
+
+
 def verify_file(path: Path, f: FileInfo) -> np.ndarray:
     """Decode ``path`` and check its content checksum and shape; return the array."""
     data = read_idx_bytes(path)
-    if hashlib.md5(data).hexdigest() != f.content_md5:
+    digest = hashlib.md5(data).hexdigest()
+    if digest != f.content_md5:
+        other = _owner(f.name, digest)
+        if other is not None:  # good data of another dataset: never advise deleting it
+            raise IdxError(
+                f"{path}: content checksum mismatch: this is {other}'s {f.name}, not the one "
+                f"expected; keep each dataset in its own folder (ROOT/<dataset>/)",
+                kind="other_dataset",
+            )
         raise IdxError(
             f"{path}: content checksum mismatch (not the expected {f.name}); "
-            "delete it and run `mnistlab data download`"
+            "run `mnistlab data download` to replace it"
         )
     arr = decode_idx(data, str(path))
     if arr.shape != f.shape:
@@ -232,45 +252,134 @@ def verify_dir(info: DatasetInfo, folder: Path) -> dict[str, str]:
     return report
 
 
-def find_dataset_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
-    """The first candidate folder holding all four files (by name; content is checked on load)."""
-    info = get_dataset(name)
-    for folder in candidate_dirs(name, data_dir):
-        if all(_local_file(folder, f) for f in info.all_files()):
-            return folder
+def _download_cmd(name: str, data_dir) -> str:
+    cmd = f"mnistlab data download --dataset {name}"
+    return cmd + (f" --data-dir {shlex.quote(str(data_dir))}" if data_dir else "")
+
+
+@dataclass
+class Lookup:
+    """Where a dataset is read from: the one answer the loader, ``data verify``,
+    ``data info`` and ``data download`` share.
+
+    ``folder`` is the first searched folder holding all four files, else the first
+    holding some of them (``missing`` names the rest), else None. A folder whose
+    labels are another dataset's (MNIST when asked for Fashion-MNIST) is passed
+    over and listed in ``skipped``.
+    """
+
+    info: DatasetInfo
+    data_dir: str | os.PathLike | None
+    searched: list[Path]
+    folder: Path | None = None
+    missing: list[str] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (folder, its dataset)
+
+    @property
+    def complete(self) -> bool:
+        return self.folder is not None and not self.missing
+
+    def files(self) -> list[Path]:
+        """The dataset's files present in ``folder``."""
+        found = (_local_file(self.folder, f) for f in self.info.all_files()) if self.folder else ()
+        return [p for p in found if p is not None]
+
+    def error(self) -> MnistlabError:
+        """Why the dataset cannot be read in full, and what to do."""
+        name, cmd = self.info.name, _download_cmd(self.info.name, self.data_dir)
+        if self.folder is not None:
+            return DatasetNotFound(
+                f"{name} is incomplete in {self.folder}: {', '.join(self.missing)} missing; "
+                f"run `{cmd}` or put them there (from {self.info.source})"
+            )
+        if self.skipped:
+            where, other = self.skipped[0]
+            return IdxError(
+                f"{where} holds {other}, not {name} (content checksum mismatch); run `{cmd}` "
+                f"to put {name} in {self.searched[0]}, or point --data-dir or MNISTLAB_DATA "
+                f"at a folder holding {name}"
+            )
+        return DatasetNotFound(missing_message(self.info, self.data_dir))
+
+
+def _other_dataset(info: DatasetInfo, present: dict[str, Path]) -> str | None:
+    """The other dataset whose labels ``present`` holds, judged by the small label files."""
+    for f in info.all_files():
+        if f.name not in present or "labels" not in f.name:
+            continue
+        try:
+            digest = hashlib.md5(read_idx_bytes(present[f.name])).hexdigest()
+        except IdxError:
+            continue  # unreadable: reported against this folder when it is read
+        if digest == f.content_md5:
+            return None
+        other = _owner(f.name, digest)
+        if other is not None and other != info.name:
+            return other
     return None
+
+
+def locate(name: str, data_dir: str | os.PathLike | None = None) -> Lookup:
+    """Find ``name``'s folder among ``candidate_dirs`` (see ``Lookup``)."""
+    info = get_dataset(name)
+    lookup = Lookup(info, data_dir, candidate_dirs(name, data_dir))
+    root = lookup.searched[1]
+    if root.exists() and not root.is_dir():
+        where = "" if data_dir else " (from $MNISTLAB_DATA)"
+        raise UsageError(
+            f"{root}{where} is a file, not a folder; give the folder holding the data",
+            option="data_dir" if data_dir else None,
+        )
+    partial = None
+    for folder in lookup.searched:
+        present = {f.name: p for f in info.all_files() if (p := _local_file(folder, f))}
+        if not present:
+            continue
+        other = _other_dataset(info, present)
+        if other is not None:
+            lookup.skipped.append((folder, other))
+            continue
+        missing = [f.name for f in info.all_files() if f.name not in present]
+        if not missing:
+            lookup.folder = folder
+            return lookup
+        partial = partial or (folder, missing)
+    if partial is not None:
+        lookup.folder, lookup.missing = partial
+    return lookup
+
+
+def find_dataset_dir(name: str, data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The folder holding all four of ``name``'s files, as the loader finds it, or None."""
+    lookup = locate(name, data_dir)
+    return lookup.folder if lookup.complete else None
 
 
 def missing_message(info: DatasetInfo, data_dir: str | os.PathLike | None = None) -> str:
     target = candidate_dirs(info.name, data_dir)[0]
     names = ", ".join(f.name for f in info.all_files())
     return (
-        f"{info.name} not found; run `mnistlab data download --dataset {info.name}`, "
+        f"{info.name} not found; run `{_download_cmd(info.name, data_dir)}`, "
         f"or put {names} in {target}"
     )
+
+
+def read_split(lookup: Lookup, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images, labels) of ``split`` from the folder ``lookup`` found, checked by content."""
+    if split not in SPLITS:
+        raise UsageError(f"unknown split {split!r}; choose train or test")
+    img_f, lab_f = lookup.info.files[split]
+    if lookup.folder is None or {img_f.name, lab_f.name} & set(lookup.missing):
+        raise lookup.error()
+    img, lab = _local_file(lookup.folder, img_f), _local_file(lookup.folder, lab_f)
+    return verify_file(img, img_f), verify_file(lab, lab_f)
 
 
 def load_arrays(
     name: str, split: str, data_dir: str | os.PathLike | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """(images uint8 (N, 28, 28), labels uint8 (N,)) for one split, checked by content."""
-    info = get_dataset(name)
+    get_dataset(name)
     if split not in SPLITS:
         raise UsageError(f"unknown split {split!r}; choose train or test")
-    img_f, lab_f = info.files[split]
-    first_error = None
-    for folder in candidate_dirs(name, data_dir):
-        img, lab = _local_file(folder, img_f), _local_file(folder, lab_f)
-        if img is None or lab is None:
-            continue
-        try:
-            return verify_file(img, img_f), verify_file(lab, lab_f)
-        except IdxError as e:
-            # An explicit --data-dir must hold the right files; otherwise a folder with
-            # other data (e.g. MNIST when asked for Fashion-MNIST) is passed over.
-            if data_dir:
-                raise
-            first_error = first_error or e
-    if first_error is not None:
-        raise first_error
-    raise DatasetNotFound(missing_message(info, data_dir))
+    return read_split(locate(name, data_dir), split)

@@ -14,13 +14,14 @@ import http.client
 import os
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zlib
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import MnistlabError
-from .datasets import DatasetInfo, FileInfo, _local_file, candidate_dirs, verify_file
+from ..errors import MnistlabError, UsageError
+from .datasets import SYSTEM_DIR, DatasetInfo, FileInfo, _local_file, locate, verify_file
 from .idx import IdxError
 
 __all__ = ["DownloadError", "download_dataset", "mirrors_for"]
@@ -36,8 +37,27 @@ class DownloadError(MnistlabError):
 def mirrors_for(info: DatasetInfo) -> list[str]:
     """The dataset's mirrors, or those in $MNISTLAB_MIRRORS (comma or space separated)."""
     env = os.environ.get("MNISTLAB_MIRRORS", "").replace(",", " ").split()
+    for url in env:
+        _check_mirror(url)
     urls = env or list(info.mirrors)
     return [u if u.endswith("/") else u + "/" for u in urls]
+
+
+def _check_mirror(url: str) -> None:
+    """Refuse a $MNISTLAB_MIRRORS entry that urllib could not fetch from."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+        ok = parts.scheme in ("http", "https", "ftp") and parts.hostname
+        ok = ok or (parts.scheme == "file" and parts.path)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UsageError(
+            f"MNISTLAB_MIRRORS holds {url!r}, which is not a URL; set it to http(s):// URLs "
+            "of folders holding the files, separated by spaces or commas "
+            "(e.g. MNISTLAB_MIRRORS=https://example.org/mnist/), or unset it"
+        )
 
 
 def _fetch(url: str, dest_dir: Path, progress: Callable[[int, int | None], None] | None) -> Path:
@@ -92,7 +112,13 @@ def download_file(
             tmp = _fetch(url, dest_dir, progress)
         except urllib.error.HTTPError as e:
             failures.append(f"{url}: HTTP {e.code}")
-        except (urllib.error.URLError, OSError, http.client.HTTPException, DownloadError) as e:
+        except (
+            urllib.error.URLError,
+            OSError,
+            ValueError,
+            http.client.HTTPException,
+            DownloadError,
+        ) as e:
             reason = getattr(e, "reason", e)
             failures.append(f"{url}: {reason}")
         else:
@@ -113,10 +139,15 @@ def download_dataset(
 ) -> Path:
     """Make sure all four files of ``info`` are present and valid; download what is not.
 
-    Files are written to the first candidate folder (``ROOT/<dataset>``). A file that
-    is already there and passes the content check is kept.
+    Files go to the folder the loader reads (``locate``): one that already holds
+    them, all or some, even if it is the data root itself; else ``ROOT/<dataset>``.
+    A file that is already there and passes the content check is kept.
     """
-    dest = candidate_dirs(info.name, data_dir)[0]
+    mirrors = mirrors_for(info)  # a bad $MNISTLAB_MIRRORS is refused before anything else
+    lookup = locate(info.name, data_dir)
+    dest = lookup.folder
+    if dest is None or (not lookup.complete and dest.is_relative_to(SYSTEM_DIR)):
+        dest = lookup.searched[0]
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -124,7 +155,6 @@ def download_dataset(
             f"folder {dest} cannot be created ({e.strerror}); choose another",
             option="data_dir",
         ) from None
-    mirrors = mirrors_for(info)
     for f in info.all_files():
         existing = _local_file(dest, f)
         if existing is not None:
@@ -133,6 +163,8 @@ def download_dataset(
                 log(f"{f.name}: already present and verified")
                 continue
             except IdxError as e:
+                if e.kind == "other_dataset":  # never replace another dataset's good file
+                    raise DownloadError(f"{e}; then run this again") from None
                 log(f"{e}; downloading it again")
         try:
             download_file(f, dest, mirrors, log, progress(f.name) if progress else None)

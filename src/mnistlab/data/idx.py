@@ -51,7 +51,7 @@ def read_idx_bytes(path: str | os.PathLike) -> bytes:
     except IsADirectoryError:
         raise IdxError(f"{path}: is a directory, expected an IDX file") from None
     except OSError as e:
-        raise IdxError(f"{path}: cannot read ({e.strerror})") from None
+        raise IdxError(f"{path}: cannot read ({e.strerror}); check its permissions") from None
     if not raw:
         raise IdxError(f"{path}: empty file; delete it and download or copy it again")
     if raw[:2] == _GZIP_MAGIC:
