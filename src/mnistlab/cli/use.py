@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..errors import MnistlabError, UsageError
 from .options import INFERENCE_DEVICE, RUN_OR_CHECKPOINT, RUN_OR_MODEL, console, resolve_run
 
 __all__ = ["export", "predict", "serve"]
+
+PROGRESS_FROM = 257  # a progress bar on stderr from this many files (more than one batch)
 
 
 def predict(
@@ -26,39 +32,120 @@ def predict(
     Works with any image Pillow reads: dark or light ink, transparent
     backgrounds, photos of paper. A file that cannot be read gets a one-line
     error and the others are still classified (the exit status is then 1).
+    Results are printed as they come; long lists show a progress bar on stderr.
     """
+    from .._io import output_file
     from .._runtime import pick_device
-    from ..serve.predict import expand_inputs, load_predictor, predict_files
+    from ..serve.predict import expand_inputs, iter_predictions, load_predictor, shown
 
+    sources = expand_inputs(images)
+    if show is not None:
+        show = output_file(show, (".png",), inputs=sources, option="show")
+        _check_writable(show, "show")
     predictor = load_predictor(run, str(pick_device(device)) if device != "cpu" else "cpu")
-    results = predict_files(predictor, expand_inputs(images))
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    for r in results:
-        if r.error:
-            err.print(f"[bold red]error:[/] {r.error}")
+    kept, n, failed = [], 0, 0  # kept: (source, label, confidence, digit), for --show only
+    with _progress(err, len(sources)) as advance:
+        for r in iter_predictions(predictor, sources):
+            if as_json:  # the same text as json.dumps(list, indent=2), one item at a time
+                item = json.dumps(r.to_json(), indent=2).replace("\n", "\n  ")
+                sys.stdout.write(("[\n  " if n == 0 else ",\n  ") + item)
+                sys.stdout.flush()
+            n += 1
+            advance()
+            if r.error:
+                failed += 1
+                err.print(f"[bold red]error:[/] {escape(r.error)}")
+            elif not as_json:
+                top = ", ".join(f"{escape(shown(k))} {v:.1%}" for k, v in r.top3)
+                name, label = escape(shown(r.source)), escape(shown(r.label))
+                console.print(f"{name}: [bold]{label}[/] ({r.confidence:.1%})  top 3: {top}")
+            if show is not None and r.error is None:
+                kept.append((r.source, r.label, r.confidence, r.digit))
     if as_json:
-        typer.echo(json.dumps([r.to_json() for r in results], indent=2))
-    else:
-        for r in results:
-            if r.error is None:
-                top = ", ".join(f"{k} {v:.1%}" for k, v in r.top3)
-                console.print(f"{r.source}: [bold]{r.label}[/] ({r.confidence:.1%})  top 3: {top}")
-    ok = [r for r in results if r.error is None]
-    if show is not None and ok:
-        import numpy as np
-
-        from ..analysis.plots import plot_pairs
-        from ..serve.preprocess import for_display, open_image
-
-        originals = [
-            np.asarray(for_display(open_image(r.source))) if r.source != "-" else r.digit
-            for r in ok
-        ]
-        titles = [f"{predictor.name}: {r.label} ({r.confidence:.0%})" for r in ok]
-        plot_pairs(originals, [r.digit for r in ok], titles, show)
-        console.print(f"wrote {show}")
-    if len(ok) < len(results):
+        sys.stdout.write("\n]\n" if n else "[]\n")
+        sys.stdout.flush()
+    if show is not None and kept:
+        _write_show(predictor.name, kept, show)
+    if failed:
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _progress(err: Console, total: int):
+    """A transient progress bar on stderr for a long list, only where stderr is a
+    terminal; yields the function to call after each file."""
+    if total < PROGRESS_FROM or not err.is_terminal:
+        yield lambda: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    # stdout is redirected through the bar only where it is a terminal too (else the
+    # results, JSON included, go to stdout untouched)
+    bar = Progress(
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        redirect_stdout=sys.stdout.isatty(),
+        redirect_stderr=False,
+    )
+    with bar:
+        task = bar.add_task("predict", total=total)
+        yield lambda: bar.advance(task)
+
+
+def _check_writable(path: Path, option: str) -> None:
+    """Refuse, before any work, an output whose folder cannot be made or written."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(
+            f"{path}: {folder} is a file, not a folder; choose another path", option=option
+        )
+    if not os.access(folder, os.W_OK):
+        raise MnistlabError(
+            f"cannot write {path}: {folder} is not writable; choose a folder you can write to",
+            option=option,
+        )
+
+
+@contextlib.contextmanager
+def _writing(path: Path, option: str):
+    """Turn an OS error while writing ``path`` (whose message may name only a temp file)
+    into one line naming ``path``; say so where a missing folder was created."""
+    created = not path.parent.exists()
+    try:
+        yield
+    except OSError as e:
+        raise MnistlabError(
+            f"cannot write {path} ({e.strerror or e}); choose a folder you can write to",
+            option=option,
+        ) from None
+    if created:
+        console.print(f"created folder {path.parent}")
+
+
+def _write_show(name: str, kept: list, show: Path) -> None:
+    import numpy as np
+
+    from ..analysis.plots import plot_pairs
+    from ..serve.preprocess import PreprocessError, for_display, open_image
+
+    originals = []
+    for source, _, _, digit in kept:
+        try:
+            originals.append(
+                np.asarray(for_display(open_image(source))) if source != "-" else digit
+            )
+        except PreprocessError:  # changed since it was read: show what the model saw
+            originals.append(digit)
+    titles = [f"{name}: {label} ({conf:.0%})" for _, label, conf, _ in kept]
+    with _writing(show, "show"):
+        plot_pairs(originals, [k[3] for k in kept], titles, show)
+    console.print(f"wrote {escape(str(show))}")
 
 
 def export(
@@ -69,6 +156,7 @@ def export(
     ),
 ) -> None:
     """Export the best checkpoint to ONNX or TorchScript, metadata included."""
+    from .._io import output_file
     from ..runs.checkpoint import load_checkpoint
     from ..serve.export import export_onnx, export_torchscript
 
@@ -76,8 +164,13 @@ def export(
         raise UsageError(f"--format must be onnx or torchscript, got {format!r}")
     onnx = format == "onnx"
     checkpoint, path = resolve_run(run, out, "model.onnx" if onnx else "model.pt")
+    inputs = [checkpoint.with_suffix(".json"), checkpoint.with_suffix(".safetensors")]
+    path = output_file(path, (".onnx",) if onnx else (".pt", ".pth"), inputs, option="out")
+    _check_writable(path, "out")
     model, _ = load_checkpoint(checkpoint)
-    console.print(f"wrote {(export_onnx if onnx else export_torchscript)(model, path)}")
+    with _writing(path, "out"):
+        written = (export_onnx if onnx else export_torchscript)(model, path)
+    console.print(f"wrote {escape(str(written))}")
 
 
 def serve(
@@ -93,6 +186,44 @@ def serve(
         from ..serve.web import create_app
     except ImportError:
         raise MnistlabError("the web app needs its extras: pip install 'mnistlab[web]'") from None
-    web_app = create_app(run, device)
-    console.print(f"serving {run} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)")
-    uvicorn.run(web_app, host=host, port=port, log_level="warning")
+    from .._runtime import pick_device
+
+    device = str(pick_device(device)) if device != "cpu" else "cpu"
+    sock = _bind(host, port)  # before anything is said: the port may be taken
+    try:
+        web_app = create_app(run, device)
+        server = uvicorn.Server(uvicorn.Config(web_app, log_level="warning"))
+        console.print(f"serving {run} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)")
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def _bind(host: str, port: int):
+    """A listening socket on ``host:port``, or one line saying why not and what to do."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as e:
+        raise UsageError(
+            f"cannot use host {host!r} ({e.strerror}); give an address or a name", option="host"
+        ) from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            why = f"port {port} is in use on {host}; pass --port with a free one"
+        elif e.errno == errno.EACCES:
+            why = f"port {port} needs privileges on {host}; pass --port above 1023"
+        else:
+            why = f"cannot listen on {host}:{port} ({e.strerror}); pass another --host or --port"
+        raise MnistlabError(why) from None
+    sock.set_inheritable(True)
+    return sock

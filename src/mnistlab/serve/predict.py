@@ -1,9 +1,9 @@
 """Classify your own images: one predictor for checkpoints and ONNX files.
 
 ``load_predictor`` takes a run folder, a checkpoint (.json/.safetensors) or an
-exported .onnx file; ``predict_files`` runs the shared preprocessing on each
-image and returns one result per input, errors included, so one bad file never
-stops a batch.
+exported .onnx file; ``iter_predictions`` runs the shared preprocessing on each
+image and yields one result per input, in order, errors included, so one bad file
+never stops a batch; it works through the files ``BATCH`` at a time.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import os
 import sys
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,17 @@ from ..errors import MnistlabError, UsageError
 from ..models import count_params
 from .preprocess import PreprocessError, load_digit
 
-__all__ = ["Predictor", "expand_inputs", "load_predictor", "predict_files"]
+__all__ = [
+    "BATCH",
+    "Predictor",
+    "expand_inputs",
+    "iter_predictions",
+    "load_predictor",
+    "predict_files",
+    "shown",
+]
 
+BATCH = 256  # files read, preprocessed and classified together
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
 
@@ -91,18 +101,31 @@ def expand_inputs(items: list[str]) -> list[str]:
         if item == "-":
             out.append("-")
         elif p.is_dir():
-            found = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            try:
+                found = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            except OSError as e:
+                raise MnistlabError(
+                    f"{shown(item)}: cannot list the folder ({e.strerror}); check its permissions"
+                ) from None
             if not found:
-                raise UsageError(f"{item}: folder has no image files")
+                raise UsageError(f"{shown(item)}: folder has no image files")
             out += found
         elif any(c in item for c in "*?[") and not p.exists():
             found = sorted(glob.glob(item))
             if not found:
-                raise UsageError(f"{item}: no files match")
+                raise UsageError(f"{shown(item)}: no files match")
             out += found
         else:
             out.append(item)
     return out
+
+
+def shown(text: str) -> str:
+    """``text`` with what would not print as itself escaped (a newline as ``\\n``, a
+    control character, an undecodable byte): a file name cannot fake an output line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
 
 
 @dataclass
@@ -126,34 +149,53 @@ class Result:
 
 
 def _read(src: str) -> Result:
-    """One file (or stdin, ``-``) through ``load_digit``: its digit, or its error."""
+    """One file (or stdin, ``-``) through ``load_digit``: its digit, or its error. A
+    failure that is not the image's (a bug) is still this file's error only."""
     try:
         data = sys.stdin.buffer.read() if src == "-" else src
         return Result(src, digit=load_digit(data, "stdin" if src == "-" else src))
     except PreprocessError as e:
-        return Result(src, error=str(e))
+        return Result(src, error=shown(str(e)))
+    except Exception as e:  # a bug in preprocessing must not stop the other files
+        return Result(src, error=shown(f"{src}: could not be processed ({type(e).__name__}: {e})"))
+
+
+def iter_predictions(
+    predictor: Predictor, sources: list[str], workers: int | None = None, batch: int = BATCH
+) -> Iterator[Result]:
+    """One result per source, in order, as they come: ``batch`` files at a time are read
+    and preprocessed by ``workers`` threads (default: one per CPU, at most 8; Pillow's
+    decoding and most of numpy's and scipy's work release the GIL), then classified
+    together, so memory stays flat however many files there are."""
+    workers = workers or min(os.cpu_count() or 1, 8)
+    pool = ThreadPoolExecutor(workers) if workers > 1 and len(sources) >= 2 * workers else None
+    try:
+        for start in range(0, len(sources), batch):
+            chunk = sources[start : start + batch]
+            results = list(pool.map(_read, chunk)) if pool else [_read(src) for src in chunk]
+            _classify(predictor, results)
+            yield from results
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def _classify(predictor: Predictor, results: list[Result]) -> None:
+    digits = [r.digit for r in results if r.error is None]
+    if not digits:
+        return
+    probs = iter(predictor.probs(np.stack(digits)))
+    names = predictor.class_names
+    for r in results:
+        if r.error is None:
+            p = next(probs)
+            order = np.argsort(-p)[:3]
+            r.label, r.confidence = names[order[0]], float(p[order[0]])
+            r.top3 = [(names[i], float(p[i])) for i in order]
 
 
 def predict_files(
-    predictor: Predictor, sources: list[str], workers: int | None = None
+    predictor: Predictor, sources: list[str], workers: int | None = None, batch: int = BATCH
 ) -> list[Result]:
-    """One result per source, in order. Files are read and preprocessed by ``workers``
-    threads (default: one per CPU, at most 8; Pillow's decoding and most of numpy's and
-    scipy's work release the GIL), then classified in one batch."""
-    workers = workers or min(os.cpu_count() or 1, 8)
-    if workers > 1 and len(sources) >= 2 * workers:
-        with ThreadPoolExecutor(workers) as pool:
-            results = list(pool.map(_read, sources))
-    else:
-        results = [_read(src) for src in sources]
-    digits = [r.digit for r in results if r.error is None]
-    if digits:
-        probs = iter(predictor.probs(np.stack(digits)))
-        names = predictor.class_names
-        for r in results:
-            if r.error is None:
-                p = next(probs)
-                order = np.argsort(-p)[:3]
-                r.label, r.confidence = names[order[0]], float(p[order[0]])
-                r.top3 = [(names[i], float(p[i])) for i in order]
-    return results
+    """``iter_predictions`` as a list."""
+    return list(iter_predictions(predictor, sources, workers, batch))

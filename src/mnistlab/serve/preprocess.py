@@ -36,8 +36,10 @@ and the tests all use this one function.
 
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -65,10 +67,13 @@ class PreprocessError(MnistlabError):
 
 
 def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Image.Image:
-    """Open and fully decode an image from a path or bytes, with EXIF orientation applied."""
+    """Open and fully decode an image from a path or bytes, with EXIF orientation applied.
+    A path must be a regular file (a FIFO would block); unreadable is not corrupt."""
     label = name or (str(source) if not isinstance(source, bytes) else "image")
     data = source if isinstance(source, bytes) else None
     try:
+        if data is None:
+            _check_regular(source, label)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data) if data is not None else source)
@@ -80,18 +85,46 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Im
                 )
             img.load()
     except FileNotFoundError:
-        raise PreprocessError(f"{label}: file not found") from None
+        raise PreprocessError(f"{label}: file not found", kind="not_found") from None
     except IsADirectoryError:
-        raise PreprocessError(f"{label}: is a folder, not an image") from None
+        raise PreprocessError(f"{label}: is a folder, not an image", kind="not_a_file") from None
+    except PermissionError:
+        raise PreprocessError(
+            f"{label}: permission denied; make the file readable (chmod u+r)", kind="unreadable"
+        ) from None
     except UnidentifiedImageError:
-        raise PreprocessError(f"{label}: not an image Pillow can read") from None
+        raise PreprocessError(f"{label}: not an image Pillow can read", kind="not_image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise PreprocessError(
             f"{label}: too many pixels (decompression-bomb guard)", kind="too_large"
         ) from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise PreprocessError(f"{label}: corrupt or truncated image ({e})") from None
+        if isinstance(e, OSError) and e.errno is not None:  # the file system's, not the decoder's
+            raise _read_error(label, e) from None
+        raise PreprocessError(
+            f"{label}: corrupt or truncated image ({e})", kind="corrupt"
+        ) from None
     return ImageOps.exif_transpose(img)
+
+
+def _check_regular(path: str | os.PathLike, label: str) -> None:
+    """Refuse what is not a regular file (after links) before opening it."""
+    mode = os.stat(path).st_mode
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(errno.EISDIR, "is a folder", str(path))
+    if not stat.S_ISREG(mode):
+        what = "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise PreprocessError(
+            f"{label}: {what}, not an image file; pass image files", kind="not_a_file"
+        )
+
+
+def _read_error(label: str, e: OSError) -> PreprocessError:
+    if e.errno == errno.ELOOP:
+        why = "a symbolic link loop; point the link at an image file"
+    else:
+        why = f"cannot be read ({e.strerror or e}); check the file and its folder"
+    return PreprocessError(f"{label}: {why}", kind="unreadable")
 
 
 def _has_alpha(img: Image.Image) -> bool:
@@ -283,12 +316,14 @@ def to_mnist(img: Image.Image, name: str = "image") -> np.ndarray:
     noise = _quantile(rb, 0.5) - _quantile(rb, 0.16)
     top = _brightest(r)
     if top < max(MIN_CONTRAST, NOISE_FACTOR * noise):  # nothing stands out from the paper
-        raise PreprocessError(f"{name}: no ink found (the image is blank or has no contrast)")
+        raise PreprocessError(
+            f"{name}: no ink found (the image is blank or has no contrast)", kind="no_ink"
+        )
     g = np.clip(r / top, 0, 1)
     t = _otsu(g)
     box = _ink_box(g > t)
     if box is None:
-        raise PreprocessError(f"{name}: no ink found")
+        raise PreprocessError(f"{name}: no ink found", kind="no_ink")
     ink, reduced = _crop(src, unit, dark, light, top, t, box, f, small.size)
     ink = full_ink(ink)
     fitted, _ = fit_strokes(ink)

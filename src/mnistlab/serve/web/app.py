@@ -25,18 +25,27 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
-from ..preprocess import PreprocessError, open_image, to_mnist
+from ...errors import MnistlabError
+from ..preprocess import open_image, to_mnist
 
 __all__ = ["MAX_BODY", "MAX_SIDE", "create_app"]
 
 MAX_BODY = 2 * 1024 * 1024
 MAX_SIDE = 4096
+_JSON_EXPECTED = 'expected JSON {"image": "data:image/png;base64,..."}'
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status, self.message = status, message
+# What the client gets for each kind of error (``MnistlabError.kind``); any other
+# MnistlabError is a request the server cannot use: 422.
+STATUS = {"too_large": 413, "unsupported_type": 415}
+
+
+def _status(e: MnistlabError) -> int:
+    return STATUS.get(e.kind or "", 422)
+
+
+class ApiError(MnistlabError):
+    """A request the API refuses; ``kind`` picks the status code (``STATUS``)."""
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -47,12 +56,12 @@ async def _read_body(request: Request) -> bytes:
     """The body, refused with 413 as soon as it passes MAX_BODY (declared or streamed)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_BODY:
-        raise ApiError(413, f"request body over {MAX_BODY // (1024 * 1024)} MB")
+        raise ApiError(f"request body over {MAX_BODY // (1024 * 1024)} MB", kind="too_large")
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > MAX_BODY:
-            raise ApiError(413, f"request body over {MAX_BODY // (1024 * 1024)} MB")
+            raise ApiError(f"request body over {MAX_BODY // (1024 * 1024)} MB", kind="too_large")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -65,25 +74,28 @@ def _image_bytes(content_type: str, body: bytes) -> bytes:
             f"Content-Type: {content_type}\r\n\r\n".encode("latin-1") + body
         )
         if not msg.is_multipart():
-            raise ApiError(422, "malformed multipart body")
+            raise ApiError("malformed multipart body")
         for part in msg.iter_parts():
             if part.get_param("name", header="content-disposition") in ("file", "image"):
                 return part.get_payload(decode=True) or b""
-        raise ApiError(422, "multipart upload has no 'file' (or 'image') field")
+        raise ApiError("multipart upload has no 'file' (or 'image') field")
     if kind == "application/json":
         try:
             data = json.loads(body)
-            url = data["image"]
+            url = data.get("image") if isinstance(data, dict) else None
+            if not isinstance(url, str):
+                raise ValueError
             header, _, payload = url.partition(",")
             if not header.startswith("data:image/") or ";base64" not in header:
                 raise ValueError
             return base64.b64decode(payload, validate=True)
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            raise ApiError(422, 'expected JSON {"image": "data:image/png;base64,..."}') from None
+        except (ValueError, binascii.Error, RecursionError):
+            raise ApiError(_JSON_EXPECTED) from None
     if kind.startswith("image/"):
         return body
     raise ApiError(
-        415, f"unsupported content type {kind or 'none'!r}; send multipart, JSON or an image"
+        f"unsupported content type {kind or 'none'!r}; send multipart, JSON or an image",
+        kind="unsupported_type",
     )
 
 
@@ -106,9 +118,9 @@ def create_app(run: str | os.PathLike, device: str = "cpu") -> FastAPI:
         description="Handwritten-digit recognition. POST an image, get the digit back.",
     )
 
-    @app.exception_handler(ApiError)
-    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.message)
+    @app.exception_handler(MnistlabError)
+    async def api_error(request: Request, exc: MnistlabError) -> JSONResponse:
+        return _error(_status(exc), str(exc))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -174,18 +186,17 @@ def create_app(run: str | os.PathLike, device: str = "cpu") -> FastAPI:
 
 
 def _classify(predictor, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The digit in ``data`` and its probabilities; a ``MnistlabError`` (with its kind)
+    for an image that cannot be used."""
     if not data:
-        raise ApiError(422, "empty image")
-    try:
-        img = open_image(data, "image")
-        if max(img.size) > MAX_SIDE:
-            raise ApiError(
-                413, f"image is {img.size[0]}x{img.size[1]}; at most {MAX_SIDE}x{MAX_SIDE}"
-            )
-        digit = to_mnist(img, "image")
-    except PreprocessError as e:
-        status = 413 if e.kind == "too_large" else 422
-        raise ApiError(status, str(e)) from None
+        raise ApiError("empty image")
+    img = open_image(data, "image")
+    if max(img.size) > MAX_SIDE:
+        raise ApiError(
+            f"image is {img.size[0]}x{img.size[1]}; at most {MAX_SIDE}x{MAX_SIDE}",
+            kind="too_large",
+        )
+    digit = to_mnist(img, "image")
     return digit, predictor.probs(digit[None])[0]
 
 
