@@ -110,6 +110,8 @@ def test_each_optimizer_schedule_and_loss_learns(tmp_path, optimizer, schedule, 
         optimizer=optimizer,
         schedule=schedule,
         loss=loss,
+        # the default recipe's label smoothing (0.1) is for cross-entropy only
+        label_smoothing=0.1 if loss == "ce" else 0.0,
         lr=lr,
         gamma=0.5,
         out_dir=str(tmp_path),

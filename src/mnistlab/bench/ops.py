@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import UsageError
 from ..models import create_model
 from .timing import median_time
 
-__all__ = ["bench_ops"]
+__all__ = ["MAX_BATCH", "bench_ops"]
+
+MAX_BATCH = 4096  # im2col unfolds a batch to 25x its size: 4096 images take ~0.4 GB
 
 
 def bench_ops(batches=(1, 64), repeats: int = 5, loops_batch_cap: int = 8) -> list[dict]:
@@ -21,6 +24,10 @@ def bench_ops(batches=(1, 64), repeats: int = 5, loops_batch_cap: int = 8) -> li
     ``loops`` runs at most ``loops_batch_cap`` images per call and is scaled up to
     the full batch (its cost is linear in the batch), to keep the run short.
     """
+    if not batches or not all(1 <= b <= MAX_BATCH for b in batches):
+        raise UsageError(
+            f"must be batch sizes from 1 to {MAX_BATCH}, got {list(batches)}", option="batches"
+        )
     torch.manual_seed(0)
     ref = create_model("lenet5")
     models = {"torch": ref}

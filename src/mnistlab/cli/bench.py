@@ -48,22 +48,22 @@ def bench(
 
 def ops_bench(
     batches: str = typer.Option("1,64", help="Comma-separated batch sizes."),
-    repeats: int = typer.Option(5, min=1, help="Timed repeats per measurement (median)."),
-    threads: int = typer.Option(None, min=1, help="CPU threads for torch."),
+    repeats: int = typer.Option(5, min=1, max=1000, help="Timed repeats per measurement (median)."),
+    threads: int = typer.Option(None, min=1, help="CPU threads for torch (at most 4 per CPU)."),
 ) -> None:
     """Time LeNet-5 with the from-scratch layers (loops, im2col) against torch's."""
     import torch
 
-    from ..bench.ops import bench_ops
+    from ..bench.ops import MAX_BATCH, bench_ops
+    from ..train.config import max_threads
 
+    sizes = _batch_sizes(batches, MAX_BATCH)
+    if threads is not None and threads > max_threads():
+        raise UsageError(
+            f"--threads must be between 1 and {max_threads()} (4 per CPU), got {threads}"
+        )
     if threads:
         torch.set_num_threads(threads)
-    try:
-        sizes = [int(b) for b in batches.split(",") if b.strip()]
-    except ValueError:
-        raise UsageError(
-            f"--batches must be integers separated by commas, got {batches!r}"
-        ) from None
     rows = bench_ops(sizes, repeats)
     title = f"LeNet-5 per batch, {torch.get_num_threads()} CPU threads, median of runs"
     header = ["ops", "batch", "forward ms", "× torch", "fwd+bwd ms", "× torch "]
@@ -85,3 +85,16 @@ def ops_bench(
             f"loops: timed on {capped[0]['measured_batch']} images per call and scaled to the "
             "batch (its cost grows linearly with the batch); fewer repeats."
         )
+
+
+def _batch_sizes(text: str, most: int) -> list[int]:
+    """``--batches`` as a list of sizes from 1 to ``most``, or a one-line usage error."""
+    what = f"--batches must be batch sizes from 1 to {most:,} separated by commas, e.g. 1,64"
+    parts = [b.strip() for b in text.split(",")]
+    try:
+        sizes = [int(b) for b in parts]
+    except ValueError:
+        raise UsageError(f"{what}; got {text!r}") from None
+    if not sizes or not all(1 <= b <= most for b in sizes):
+        raise UsageError(f"{what}; got {text!r}")
+    return sizes

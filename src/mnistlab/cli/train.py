@@ -134,6 +134,8 @@ def train(
         extra = ["dry_run"] * dry_run + ["preset"] * bool(preset)
         flags = ", ".join("--" + k.replace("_", "-") for k in [*given, *extra])
         raise UsageError(f"--resume continues the run's saved recipe; drop {flags}")
+    if given.get("loss") == "mse" and "label_smoothing" not in given:
+        given["label_smoothing"] = 0.0  # the default recipe smooths cross-entropy's labels only
     if "ops" in given:
         given["model_kwargs"] = {"ops": given.pop("ops")}
     cfg = TrainConfig.from_preset(preset, **given) if preset else TrainConfig(**given)

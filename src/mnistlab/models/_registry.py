@@ -9,6 +9,8 @@ dataset's mean/std, output logits ``(N, num_classes)``. ``create_model`` attache
 from __future__ import annotations
 
 import fnmatch
+import inspect
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -27,6 +29,7 @@ __all__ = [
 ]
 
 DIGITS = tuple(str(i) for i in range(10))
+MAX_WIDTH = 4096  # the largest size setting (width, hidden) a model accepts
 
 
 @dataclass(frozen=True)
@@ -57,15 +60,47 @@ class ModelMeta:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelMeta:
+        """The metadata saved by ``to_dict``; a ``MnistlabError`` says which field is wrong."""
+
+        def bad(what: str, value) -> MnistlabError:
+            return MnistlabError(f"model.{what}, got {value!r}")
+
+        if not isinstance(d, dict):
+            raise MnistlabError(f"model must be an object, got {d!r}")
+        name, kwargs = d.get("name"), d.get("kwargs", {})
+        if not isinstance(name, str):
+            raise bad("name must be a model name", name)
+        if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+            raise bad("kwargs must be an object of arguments", kwargs)
+        mean, std = d.get("mean", MNIST_MEAN), d.get("std", MNIST_STD)
+        if not _is_real(mean):
+            raise bad("mean must be a finite number", mean)
+        if not (_is_real(std) and std > 0):
+            raise bad("std must be a finite number above 0", std)
+        names = d.get("class_names", DIGITS)
+        if not isinstance(names, (list, tuple)) or len(names) < 2:
+            raise bad("class_names must be a list of at least 2 names", names)
+        if not all(isinstance(n, str) for n in names):
+            raise bad("class_names must be names (text)", names)
+        size = d.get("input_size", (1, 28, 28))
+        if not isinstance(size, (list, tuple)) or tuple(size) != (1, 28, 28):
+            raise bad("input_size must be [1, 28, 28]", size)
+        source = d.get("source", "")
         return cls(
-            name=d["name"],
-            kwargs=dict(d.get("kwargs", {})),
-            input_size=tuple(d.get("input_size", (1, 28, 28))),
-            mean=float(d.get("mean", MNIST_MEAN)),
-            std=float(d.get("std", MNIST_STD)),
-            class_names=tuple(d.get("class_names", DIGITS)),
-            source=d.get("source", ""),
+            name=name,
+            kwargs=dict(kwargs),
+            input_size=(1, 28, 28),
+            mean=float(mean),
+            std=float(std),
+            class_names=tuple(names),
+            source=source if isinstance(source, str) else "",
         )
+
+
+def _is_real(value) -> bool:
+    """A finite int or float (not a bool, not a string)."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return ok and math.isfinite(value)
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -114,10 +149,13 @@ def create_model(
     class_names = tuple(class_names)
     if num_classes is not None and num_classes != len(class_names):
         raise MnistlabError(f"num_classes={num_classes} but {len(class_names)} class names given")
+    _check_kwargs(entry, kwargs)
     try:
         model = entry.fn(num_classes=len(class_names), **kwargs)
-    except TypeError as e:
-        raise UsageError(f"model {name!r}: bad arguments {kwargs} ({e})") from None
+    except MnistlabError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"model {name!r}: {e}") from None
     model.meta = ModelMeta(
         name=name,
         kwargs=dict(kwargs),
@@ -127,6 +165,28 @@ def create_model(
         source=entry.source,
     )
     return model
+
+
+def _check_kwargs(entry: ModelEntry, kwargs: dict) -> None:
+    """A ``UsageError`` naming the arguments ``entry`` takes, for one it does not."""
+    sig = inspect.signature(entry.fn).parameters
+    params = [p for p in sig if p != "num_classes"]
+    for key, value in kwargs.items():
+        if key not in params:
+            takes = f"takes only {', '.join(params)}" if params else "takes no arguments"
+            raise UsageError(
+                f"model {entry.name!r}: bad arguments {kwargs}: no setting {key!r}; it {takes}"
+            )
+        kind = str(sig[key].annotation)
+        if kind == "int" and not (
+            isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_WIDTH
+        ):
+            raise UsageError(
+                f"model {entry.name!r}: {key} must be a whole number from 1 to {MAX_WIDTH}, "
+                f"got {value!r}"
+            )
+        if kind == "str" and not isinstance(value, str):
+            raise UsageError(f"model {entry.name!r}: {key} must be text, got {value!r}")
 
 
 def count_params(model: nn.Module) -> int:

@@ -10,11 +10,16 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import UsageError
 from . import im2col, loops
 
-__all__ = ["OPS", "layers"]
+__all__ = ["OPS", "UnknownOps", "layers"]
 
 OPS = ("torch", "im2col", "loops")
+
+
+class UnknownOps(UsageError, ValueError):
+    """An ``ops`` name not in ``OPS``: a usage error (exit 2), and a ValueError as before."""
 
 
 def layers(ops: str = "torch"):
@@ -24,4 +29,4 @@ def layers(ops: str = "torch"):
         return im2col.Conv2d, im2col.MaxPool2d, im2col.AvgPool2d
     if ops == "loops":
         return loops.Conv2d, loops.MaxPool2d, loops.AvgPool2d
-    raise ValueError(f"ops must be one of {', '.join(OPS)}, got {ops!r}")
+    raise UnknownOps(f"must be one of {', '.join(OPS)}, got {ops!r}", option="ops")

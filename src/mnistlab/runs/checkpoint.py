@@ -26,10 +26,13 @@ from .._io import atomic_write, atomic_write_json
 from .._version import __version__
 from ..errors import MnistlabError
 from ..models import ModelMeta, create_model
+from .folder import json_safe
 
 __all__ = ["CheckpointError", "load_checkpoint", "read_checkpoint_json", "save_checkpoint"]
 
 FORMAT = "mnistlab-checkpoint"
+FORMAT_VERSION = 1  # the newest this mnistlab reads and the one it writes
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class CheckpointError(MnistlabError):
@@ -66,7 +69,7 @@ def save_checkpoint(
     weights = stem.with_suffix(".safetensors")
     doc = {
         "format": FORMAT,
-        "format_version": 1,
+        "format_version": FORMAT_VERSION,
         "model": meta.to_dict(),
         "weights": weights.name,
         "weights_sha256": _save_tensors(weights, model.state_dict()),
@@ -79,7 +82,7 @@ def save_checkpoint(
         doc["state"] = state_path.name
         doc["state_sha256"] = _save_tensors(state_path, state)
     doc.update(info or {})
-    return atomic_write_json(stem.with_suffix(".json"), doc)
+    return atomic_write_json(stem.with_suffix(".json"), json_safe(doc))
 
 
 def _json_path(path: str | os.PathLike) -> Path:
@@ -98,23 +101,70 @@ def _json_path(path: str | os.PathLike) -> Path:
 def read_checkpoint_json(path: str | os.PathLike) -> tuple[dict, Path]:
     jp = _json_path(path)
     if not jp.is_file():
-        raise CheckpointError(
-            f"no checkpoint at {path} ({jp.name} not found); pass a run folder from "
-            "`mnistlab train` or a .json/.safetensors checkpoint"
-        )
+        raise CheckpointError(_missing(path, jp))
     try:
         doc = json.loads(jp.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{jp}: not valid JSON ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{jp}: not an mnistlab checkpoint")
+    version = doc.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{jp}: saved by a newer mnistlab (checkpoint format {version}, this one reads "
+            f"{FORMAT_VERSION}); upgrade mnistlab (pip install -U mnistlab) to use it"
+        )
+    if version != FORMAT_VERSION or isinstance(version, bool):
+        raise CheckpointError(
+            f"{jp}: unknown checkpoint format_version {version!r}; the file was edited or "
+            "damaged: use the checkpoint as `mnistlab train` saved it, or train again"
+        )
     return doc, jp
 
 
-def _load_tensors(path: Path, sha: str | None) -> dict[str, torch.Tensor]:
+def _missing(path: str | os.PathLike, jp: Path) -> str:
+    """Why there is no checkpoint JSON ``jp`` for ``path``, and what to do."""
+    run = jp.parent
+    if jp.name in ("best.json", "last.json") and (run / "config.json").is_file():
+        if (run / "last.json").is_file():
+            return (
+                f"run folder {run} has no {jp.name} yet; resume it: mnistlab train --resume {run}"
+            )
+        return (
+            f"run folder {run} holds no checkpoint: training stopped before its first one; "
+            "train it again"
+        )
+    where = "pass a run folder from `mnistlab train` or a .json/.safetensors checkpoint"
+    if not os.path.lexists(path):
+        return f"no checkpoint at {path}: no such folder or file; {where}"
+    return f"no checkpoint at {path} ({jp.name} not found); {where}"
+
+
+def _file_entry(doc: dict, jp: Path, key: str) -> tuple[Path, str]:
+    """The file ``doc[key]`` names beside ``jp``, and the SHA-256 it must have.
+
+    Both are required: without the hash the file could not be checked, and a
+    checkpoint is never used unchecked. The name is a plain file name beside the
+    JSON, never a path elsewhere.
+    """
+    name, sha = doc.get(key), doc.get(f"{key}_sha256")
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        raise CheckpointError(
+            f"{jp}: {key} must name a file beside it, got {name!r}; the file was edited: "
+            "use the checkpoint as `mnistlab train` saved it, or train again"
+        )
+    if not isinstance(sha, str) or not _SHA256.match(sha):
+        raise CheckpointError(
+            f"{jp}: has no valid {key}_sha256, so {name} cannot be checked and is not "
+            "loaded; use the checkpoint as `mnistlab train` saved it, or train again"
+        )
+    return jp.parent / name, sha
+
+
+def _load_tensors(path: Path, sha: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
-    if sha and _sha256(path) != sha:
+    if _sha256(path) != sha:
         raise CheckpointError(
             f"{path}: does not match its JSON (hash differs); it was changed or only partly saved"
         )
@@ -182,11 +232,18 @@ def load_checkpoint(
     """Rebuild the model from a checkpoint: returns ``(model, doc)`` or, with
     ``with_state``, ``(model, doc, state_tensors)``. The model is in eval mode."""
     doc, jp = read_checkpoint_json(path)
-    meta = ModelMeta.from_dict(doc["model"])
-    model = create_model(
-        meta.name, mean=meta.mean, std=meta.std, class_names=meta.class_names, **meta.kwargs
-    )
-    tensors = _load_tensors(jp.parent / doc["weights"], doc.get("weights_sha256"))
+    weights = _file_entry(doc, jp, "weights")
+    try:
+        meta = ModelMeta.from_dict(doc.get("model"))
+        model = create_model(
+            meta.name, mean=meta.mean, std=meta.std, class_names=meta.class_names, **meta.kwargs
+        )
+    except MnistlabError as e:
+        raise CheckpointError(
+            f"{jp}: {e.cli_message()}; the file was edited or saved by another version: "
+            "use the checkpoint as `mnistlab train` saved it, or train again"
+        ) from None
+    tensors = _load_tensors(*weights)
     if tensors.keys() != model.state_dict().keys():  # perhaps saved before layers had names
         renamed = _renamed_from_numbered(tensors, model)
         tensors = tensors if renamed is None else renamed
@@ -203,5 +260,5 @@ def load_checkpoint(
         return model, doc
     if "state" not in doc:
         raise CheckpointError(f"{jp}: holds no training state to resume from")
-    state = _load_tensors(jp.parent / doc["state"], doc.get("state_sha256"))
+    state = _load_tensors(*_file_entry(doc, jp, "state"))
     return model, doc, state

@@ -15,6 +15,7 @@ takes "a run folder or a checkpoint" resolves it with :func:`checkpoint_json`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -30,6 +31,8 @@ __all__ = [
     "checkpoint_json",
     "epoch_records",
     "is_finished",
+    "json_line",
+    "json_safe",
     "new_run_dir",
     "output_dir",
     "read_config",
@@ -50,6 +53,10 @@ class NotARunFolder(MnistlabError):
 def require_run_folder(path: str | os.PathLike) -> Path:
     """``path`` as a run folder, or a one-line error saying it is not one."""
     run = Path(path)
+    if not run.exists():
+        raise NotARunFolder(f"{run}: not a run folder: no such folder; check the path")
+    if not run.is_dir():
+        raise NotARunFolder(f"{run}: a file, not a run folder; give the folder `train` wrote")
     if not (run / CONFIG).is_file():
         raise NotARunFolder(f"{run}: not a run folder (no {CONFIG}); check the path")
     return run
@@ -89,12 +96,41 @@ def default_run_name(model: str) -> str:
     return f"{time.strftime('%Y%m%d-%H%M%S')}-{model}"
 
 
+def json_safe(obj):
+    """``obj`` with nan and infinities as None: JSON has no word for them, and a bare
+    ``NaN`` makes the file unreadable to anything but Python."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+def json_line(record: dict) -> str:
+    """One line of ``metrics.jsonl``: strict JSON, newline included."""
+    return json.dumps(json_safe(record), allow_nan=False) + "\n"
+
+
 def write_config(run_dir: Path, config: dict) -> None:
-    atomic_write_json(run_dir / CONFIG, config)
+    atomic_write_json(run_dir / CONFIG, json_safe(config))
 
 
 def read_config(run_dir: str | os.PathLike) -> dict:
-    return json.loads((require_run_folder(run_dir) / CONFIG).read_text(encoding="utf-8"))
+    path = require_run_folder(run_dir) / CONFIG
+    return _read_json_object(path, "restore it or train again")
+
+
+def _read_json_object(path: Path, fix: str) -> dict:
+    """The JSON object in ``path``, or a one-line error naming it and saying ``fix``."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MnistlabError(f"{path}: not valid JSON ({e}); {fix}") from None
+    if not isinstance(doc, dict):
+        raise MnistlabError(f"{path}: not a JSON object; {fix}")
+    return doc
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
@@ -104,9 +140,11 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
     if path.is_file():
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
-                records.append(json.loads(line))
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            if isinstance(record, dict):
+                records.append(record)
     return records
 
 
@@ -121,7 +159,7 @@ def append_metrics(run_dir: Path):
 
 
 def rewrite_metrics(run_dir: Path, records: list[dict]) -> None:
-    text = "".join(json.dumps(r) + "\n" for r in records)
+    text = "".join(json_line(r) for r in records)
     atomic_write(run_dir / METRICS, lambda p: p.write_text(text, encoding="utf-8"))
 
 
@@ -130,4 +168,6 @@ def is_finished(run_dir: Path) -> bool:
     last = run_dir / "last.json"
     if not last.is_file():
         return False
-    return bool(json.loads(last.read_text()).get("resume", {}).get("done", False))
+    doc = _read_json_object(last, f"delete the run folder {run_dir} and train it again")
+    resume = doc.get("resume")
+    return isinstance(resume, dict) and resume.get("done") is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field, fields
 
 from ..errors import UsageError
@@ -12,6 +13,36 @@ __all__ = ["LOSSES", "OPTIMIZERS", "RUNTIME", "SCHEDULES", "TrainConfig"]
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
 LOSSES = ("ce", "mse")
 SCHEDULES = ("none", "step", "cosine", "onecycle")
+
+
+# Bounds beyond which a value is a mistake, not a recipe (and would overflow or hang).
+LIMITS = {  # int fields: 1 <= value <= limit
+    "epochs": 10_000,
+    "batch_size": 1_000_000,
+    "eval_batch_size": 1_000_000,
+    "step_size": 10_000,
+    "log_every": 1_000_000_000,
+    "train_subset": 100_000_000,
+}
+MAX_VAL_SIZE = 100_000_000
+MAX_LR = 10.0
+MIN_STD, MAX_STD = 1e-3, 10.0
+# the loader seeds torch generators with (seed * 1_000_003 + epoch) * 100_003 + batch,
+# which must stay below 2**64
+MAX_SEED = 100_000_000
+
+
+def max_threads() -> int:
+    """The most CPU threads worth asking for: 4 per CPU."""
+    return 4 * (os.cpu_count() or 1)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_str(value) -> bool:
+    return isinstance(value, str)
 
 
 def _runtime(default):
@@ -70,30 +101,34 @@ class TrainConfig:
         def bad(name: str, what: str, value) -> UsageError:
             return UsageError(f"must be {what}, got {value!r}", option=name)
 
+        self._check_types()
         choices = {"optimizer": OPTIMIZERS, "loss": LOSSES, "schedule": SCHEDULES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise bad(name, f"one of {', '.join(allowed)}", getattr(self, name))
-        positive_ints = ("epochs", "batch_size", "eval_batch_size", "step_size", "log_every")
-        for name in positive_ints:
-            if getattr(self, name) < 1:
-                raise bad(name, "at least 1", getattr(self, name))
-        if not self.lr > 0:
-            raise bad("lr", "greater than 0", self.lr)
+        for name, top in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and not 1 <= value <= top:
+                raise bad(name, f"at least 1 and at most {top:,}", value)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise bad("seed", f"between 0 and {MAX_SEED:,}", self.seed)
+        if not 0 < self.lr <= MAX_LR:  # also refuses nan; inf is above the bound
+            raise bad("lr", f"greater than 0 and at most {MAX_LR:g}", self.lr)
         if not 0 <= self.momentum < 1:
             raise bad("momentum", "in [0, 1)", self.momentum)
-        if self.weight_decay < 0:
-            raise bad("weight_decay", "0 or more", self.weight_decay)
+        if not 0 <= self.weight_decay <= 1:
+            raise bad("weight_decay", "in [0, 1]", self.weight_decay)
         if not 0 <= self.label_smoothing < 1:
             raise bad("label_smoothing", "in [0, 1)", self.label_smoothing)
         if self.label_smoothing and self.loss != "ce":
-            raise UsageError("works with loss ce only", option="label_smoothing")
+            raise UsageError(
+                f"works with loss ce only; set it to 0 for loss {self.loss}",
+                option="label_smoothing",
+            )
         if not 0 < self.gamma <= 1:
             raise bad("gamma", "in (0, 1]", self.gamma)
-        if self.val_size < 0:
-            raise bad("val_size", "0 or more", self.val_size)
-        if self.train_subset is not None and self.train_subset < 1:
-            raise bad("train_subset", "at least 1", self.train_subset)
+        if not 0 <= self.val_size <= MAX_VAL_SIZE:
+            raise bad("val_size", f"between 0 and {MAX_VAL_SIZE:,}", self.val_size)
         from ..data.augment import AUGMENTATIONS, make_augment
 
         try:
@@ -103,11 +138,40 @@ class TrainConfig:
             raise bad(
                 "augment", f"none, {names} or a chain like affine2+thickness", self.augment
             ) from None
-        if self.std is not None and not self.std > 0:
-            raise bad("std", "greater than 0", self.std)
-        if self.threads is not None and self.threads < 1:
-            raise bad("threads", "at least 1", self.threads)
+        # pixels are in [0, 1]: a mean outside it or a std far from ~0.3 is a mistake
+        if self.mean is not None and not 0 <= self.mean <= 1:
+            raise bad("mean", "a number in [0, 1] (pixels are in [0, 1])", self.mean)
+        if self.std is not None and not MIN_STD <= self.std <= MAX_STD:
+            what = f"a number in [{MIN_STD:g}, {MAX_STD:g}] (MNIST's is about 0.31)"
+            raise bad("std", what, self.std)
+        name = self.run_name
+        if name is not None and (name in ("", ".", "..") or "/" in name or "\\" in name):
+            raise UsageError(
+                f"the run name must be a plain folder name, without '/' (the run folder "
+                f"goes in the output folder), got {name!r}"
+            )
+        if self.threads is not None and not 1 <= self.threads <= max_threads():
+            raise bad("threads", f"between 1 and {max_threads()} (4 per CPU)", self.threads)
         return self
+
+    def _check_types(self) -> None:
+        """Each field of its declared type (a config.json may have been edited by hand)."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), str(f.type)
+            if value is None and "None" in kind:
+                continue
+            if kind.startswith("dict"):
+                ok, what = isinstance(value, dict) and all(map(_is_str, value)), "a mapping"
+            elif kind.startswith("float"):
+                ok, what = _is_int(value) or isinstance(value, float), "a number"
+            elif kind.startswith("int"):
+                ok, what = _is_int(value), "a whole number"
+            elif kind.startswith("bool"):
+                ok, what = isinstance(value, bool), "true or false"
+            else:
+                ok, what = isinstance(value, str), "text"
+            if not ok:
+                raise UsageError(f"must be {what}, got {value!r}", option=f.name)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -9,7 +9,7 @@ analysis's job.
 from __future__ import annotations
 
 import dataclasses
-import json
+import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,14 +20,14 @@ import torch
 from .._runtime import keep_freed_memory, pick_device
 from ..data.augment import make_augment
 from ..data.loader import DeviceLoader, MnistData, load_data
-from ..errors import MnistlabError
+from ..errors import MnistlabError, UsageError
 from ..models import count_params, create_model
 from ..runs import folder
 from ..runs.checkpoint import load_checkpoint, read_checkpoint_json, save_checkpoint
 from .config import TrainConfig
-from .loop import EpochPosition, StopFlag, evaluate, train_one_epoch
+from .loop import Diverged, EpochPosition, StopFlag, evaluate, train_one_epoch
 from .optim import LossFn, make_loss, make_optimizer, make_scheduler
-from .state import capture_state, restore_state
+from .state import capture_state, check_resume_doc, restore_state
 
 __all__ = ["FitResult", "Reporter", "build_training", "fit", "make_train_loader"]
 
@@ -131,6 +131,13 @@ def _build(cfg: TrainConfig) -> _Training:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     data = load_data(cfg.dataset, cfg.data_dir, device, cfg.val_size, cfg.seed, cfg.train_subset)
+    left = len(data.train[0])
+    if cfg.train_subset is not None and cfg.train_subset > left:
+        raise UsageError(
+            f"asks for {cfg.train_subset:,} images, but {data.info.name} has {left:,} training "
+            f"images once val_size {cfg.val_size:,} are held out; give at most {left:,}",
+            option="train_subset",
+        )
     mean = data.info.mean if cfg.mean is None else cfg.mean
     std = data.info.std if cfg.std is None else cfg.std
     epochs = 1 if cfg.dry_run else cfg.epochs
@@ -160,20 +167,56 @@ class _Progress:
 
 def _saved_config(run_dir: Path) -> TrainConfig:
     folder.require_run_folder(run_dir)
-    doc, _ = read_checkpoint_json(run_dir / "last.json")
-    if doc["resume"]["done"]:
+    last = run_dir / "last.json"
+    if not last.is_file():
+        raise MnistlabError(
+            f"{run_dir}: nothing to resume: the run stopped before it saved its first "
+            "checkpoint (no last.json); train it again (and delete this folder)"
+        )
+    doc, _ = read_checkpoint_json(last)
+    resume = check_resume_doc(doc, last)
+    if resume["done"]:
         raise MnistlabError(f"{run_dir}: this run already finished; nothing to resume")
-    return TrainConfig.from_dict(folder.read_config(run_dir))
+    config = run_dir / folder.CONFIG
+    try:
+        cfg = TrainConfig.from_dict(folder.read_config(run_dir)).validate()
+        create_model(cfg.model, **cfg.model_kwargs)  # a model and settings that exist
+    except UsageError as e:
+        raise MnistlabError(
+            f"{config}: {e.cli_message()}; the file was edited: restore it or train again"
+        ) from None
+    saved = doc.get("model")
+    if isinstance(saved, dict):  # a malformed one is refused when the checkpoint loads
+        _check_same_model(run_dir, cfg, saved.get("name"), saved.get("kwargs"))
+    return cfg
+
+
+def _check_same_model(run_dir: Path, cfg: TrainConfig, name, kwargs) -> None:
+    want = _describe(cfg.model, cfg.model_kwargs)
+    got = _describe(name, kwargs if isinstance(kwargs, dict) else {})
+    if want != got:
+        raise MnistlabError(
+            f"{run_dir}: {folder.CONFIG} names model {want} but last.json holds {got}; "
+            f"one of them was edited: restore {folder.CONFIG} or train again"
+        )
 
 
 def _restore(run_dir: Path, t: _Training) -> _Progress:
-    saved, doc, tensors = load_checkpoint(run_dir / "last.json", t.device, with_state=True)
-    t.model.load_state_dict(saved.state_dict())
-    restore_state(t.optimizer, t.scheduler, tensors, doc["resume"])
-    r = doc["resume"]
+    last = run_dir / "last.json"
+    saved, doc, tensors = load_checkpoint(last, t.device, with_state=True)
+    r = check_resume_doc(doc, last)
+    _check_same_model(run_dir, t.cfg, saved.meta.name, saved.meta.kwargs)
+    try:
+        t.model.load_state_dict(saved.state_dict())
+        restore_state(t.optimizer, t.scheduler, tensors, r)
+    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as e:
+        raise MnistlabError(
+            f"{run_dir}: the saved training state does not fit {folder.CONFIG} "
+            f"({type(e).__name__}); one of them was edited: restore it or train again"
+        ) from None
     pos = EpochPosition(**{k: r[k] for k in EpochPosition.__dataclass_fields__})
     # drop what a hard kill may have logged after the saved position
-    kept = [m for m in folder.read_metrics(run_dir) if _before(m, pos)]
+    kept = [m for m in folder.read_metrics(run_dir) if _valid(m) and _before(m, pos)]
     folder.rewrite_metrics(run_dir, kept)
     history = [m for m in kept if m["type"] == "epoch"]
     best = next((m for m in reversed(history) if m.get("is_best")), None)
@@ -217,45 +260,50 @@ def fit(
     with folder.append_metrics(run_dir) as metrics, StopFlag() as stop:
 
         def emit(record: dict) -> None:
-            metrics.write(json.dumps(record) + "\n")
+            metrics.write(folder.json_line(record))
             metrics.flush()
             if record["type"] == "step":
                 rep.log(record)
 
-        while p.pos.epoch <= t.epochs:
-            rep.epoch_start(p.pos.epoch, len(t.loader), p.pos.step)
-            p.pos = train_one_epoch(
-                t.model,
-                t.loader,
-                t.optimizer,
-                t.loss_fn,
-                epoch=p.pos.epoch,
-                scheduler=t.scheduler,
-                position=p.pos,
-                log_every=cfg.log_every,
-                on_log=emit,
-                on_step=rep.step,
-                stop=stop,
-            )
-            if p.pos.step < len(t.loader):  # stopped by Ctrl-C in the middle of the epoch
-                interrupted = True
-                save_last(done=False)
-                break
-            record = _evaluate_epoch(t, p.pos)
-            # Select on validation only; with no validation split the last epoch is kept.
-            score = record.get("val_acc", float(p.pos.epoch))
-            record["is_best"] = score > p.best_val
-            if record["is_best"]:
-                p.best_val, p.best = score, record
-                save_checkpoint(run_dir / "best", t.model, _ckpt_info(cfg, t.data.info, [record]))
-            p.history.append(record)
-            emit(record)
-            rep.epoch_end(record)
-            p.pos = EpochPosition(p.pos.epoch + 1)
-            save_last(done=p.pos.epoch > t.epochs)
-            if stop.requested:
-                interrupted = True
-                break
+        try:
+            while p.pos.epoch <= t.epochs:
+                rep.epoch_start(p.pos.epoch, len(t.loader), p.pos.step)
+                p.pos = train_one_epoch(
+                    t.model,
+                    t.loader,
+                    t.optimizer,
+                    t.loss_fn,
+                    epoch=p.pos.epoch,
+                    scheduler=t.scheduler,
+                    position=p.pos,
+                    log_every=cfg.log_every,
+                    on_log=emit,
+                    on_step=rep.step,
+                    stop=stop,
+                )
+                if p.pos.step < len(t.loader):  # stopped by Ctrl-C in the middle of the epoch
+                    interrupted = True
+                    save_last(done=False)
+                    break
+                record = _evaluate_epoch(t, p.pos)
+                # Select on validation only; with no validation split the last epoch is kept.
+                score = record.get("val_acc", float(p.pos.epoch))
+                record["is_best"] = score > p.best_val
+                if record["is_best"]:
+                    p.best_val, p.best = score, record
+                    save_checkpoint(
+                        run_dir / "best", t.model, _ckpt_info(cfg, t.data.info, [record])
+                    )
+                p.history.append(record)
+                emit(record)
+                rep.epoch_end(record)
+                p.pos = EpochPosition(p.pos.epoch + 1)
+                save_last(done=p.pos.epoch > t.epochs)
+                if stop.requested:
+                    interrupted = True
+                    break
+        except Diverged as e:
+            raise _diverged(cfg, e, run_dir) from None
     position = asdict(p.pos) if interrupted else None
     return FitResult(run_dir, interrupted, p.history, p.best, position)
 
@@ -276,8 +324,24 @@ def _evaluate_epoch(t: _Training, pos: EpochPosition) -> dict:
     for split, (x, y) in t.splits.items():
         ev = evaluate(t.model, x, y, t.mean, t.std, t.loss_fn, t.cfg.eval_batch_size, n_classes)
         record[f"{split}_loss"], record[f"{split}_acc"] = ev["loss"], ev["acc"]
+        if not math.isfinite(record[f"{split}_loss"]):
+            name = "validation" if split == "val" else "test"
+            raise Diverged(f"{name} loss", record[f"{split}_loss"], pos.epoch, pos.step)
     record["eval_seconds"] = time.perf_counter() - t_eval
     return record
+
+
+def _diverged(cfg: TrainConfig, e: Diverged, run_dir: Path) -> MnistlabError:
+    """What to change when a run diverged: mostly the learning rate."""
+    also = " (or check mean/std)" if cfg.mean is not None or cfg.std is not None else ""
+    kept = f"keeps epochs 1-{e.epoch - 1}" if e.epoch > 1 else "holds no checkpoint: delete it"
+    return MnistlabError(
+        f"{cfg.lr:g} is too high for this run: the {e.what} became {e.value} at epoch "
+        f"{e.epoch}, step {e.step}, so training stopped; train again with a lower one, "
+        f"e.g. {cfg.lr / 10:g}{also} ({run_dir} {kept})",
+        option="lr",
+        kind="diverged",
+    )
 
 
 def _start_info(t: _Training, p: _Progress) -> dict:
@@ -290,6 +354,19 @@ def _start_info(t: _Training, p: _Progress) -> dict:
         "steps_per_epoch": len(t.loader),
         "resumed_at": asdict(p.pos) if p.resumed else None,
     }
+
+
+def _describe(name: str, kwargs: dict) -> str:
+    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+    return f"{name!r}" + (f" ({args})" if args else "")
+
+
+def _valid(record: dict) -> bool:
+    """Whether a metrics record has the fields resuming reads (a line may be edited)."""
+    keys = ("epoch",) if record.get("type") == "epoch" else ("epoch", "step")
+    return record.get("type") in ("epoch", "step") and all(
+        isinstance(record.get(k), int) for k in keys
+    )
 
 
 def _before(record: dict, pos: EpochPosition) -> bool:

@@ -18,9 +18,22 @@ from torch import nn
 
 from ..data.loader import DeviceLoader
 from ..data.normalize import normalize
+from ..errors import MnistlabError
 from .optim import LossFn
 
-__all__ = ["EpochPosition", "StopFlag", "evaluate", "train_one_epoch"]
+__all__ = ["Diverged", "EpochPosition", "StopFlag", "evaluate", "train_one_epoch"]
+
+
+class Diverged(MnistlabError):
+    """The loss became nan or infinite: training stops before it spoils anything else."""
+
+    def __init__(self, what: str, value: float, epoch: int, step: int):
+        self.what, self.value, self.epoch, self.step = what, value, epoch, step
+        super().__init__(
+            f"training diverged: the {what} became {value} at epoch {epoch}, step {step}; "
+            "train again with a lower learning rate",
+            kind="diverged",
+        )
 
 
 @dataclass
@@ -80,12 +93,16 @@ def train_one_epoch(
     on_log: Callable[[dict], None] | None = None,
     on_step: Callable[[int], None] | None = None,
     stop: StopFlag | None = None,
+    check_every: int | None = None,
 ) -> EpochPosition:
     """Train over ``loader``'s batches for ``epoch``, from ``position.step`` on if given.
 
     Every ``log_every`` steps ``on_log`` gets the running loss and accuracy since the
     last log. Returns the position reached: the whole epoch, or fewer steps if
-    ``stop`` was requested.
+    ``stop`` was requested. Raises :class:`Diverged` when the loss becomes nan or
+    infinite: on the CPU before that step updates the weights, elsewhere (where
+    reading the loss back costs a sync) within ``check_every`` steps (default
+    ``CHECK_EVERY``) and before any log holding it.
     """
     pos = position or EpochPosition(epoch)
     model.train()
@@ -97,10 +114,14 @@ def train_one_epoch(
     win_loss = torch.full_like(loss_sum, pos.win_loss_sum)
     win_correct = torch.full_like(correct, pos.win_correct)
     win_seen = pos.win_seen
+    if check_every is None:
+        check_every = 1 if dev.type == "cpu" else CHECK_EVERY
     t0 = time.perf_counter()
     for x, y in loader.batches(epoch, start=pos.step):
         logits = model(x)
         loss = loss_fn(logits, y)
+        if check_every == 1 and not torch.isfinite(loss):
+            raise Diverged("training loss", loss.item(), epoch, pos.step + 1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -118,7 +139,10 @@ def train_one_epoch(
         pos.step += 1
         if on_step:
             on_step(pos.step)
-        if log_every and on_log and pos.step % log_every == 0:
+        logging = log_every and on_log and pos.step % log_every == 0
+        if check_every > 1 and (logging or pos.step % check_every == 0):
+            _check_finite(loss_sum, epoch, pos.step)
+        if logging:
             on_log(
                 {
                     "type": "step",
@@ -134,12 +158,22 @@ def train_one_epoch(
             win_seen = 0
         if stop is not None and stop.requested:
             break
+    _check_finite(loss_sum, epoch, pos.step)
     pos.loss_sum += loss_sum.item()
     pos.correct += int(correct.item())
     pos.seen += seen
     pos.win_loss_sum, pos.win_correct, pos.win_seen = win_loss.item(), int(win_correct), win_seen
     pos.seconds += time.perf_counter() - t0
     return pos
+
+
+CHECK_EVERY = 50  # steps between divergence checks on an accelerator
+
+
+def _check_finite(loss_sum: torch.Tensor, epoch: int, step: int) -> None:
+    # a sum of non-negative losses stays nan or inf once one of them was
+    if not torch.isfinite(loss_sum):
+        raise Diverged("training loss", loss_sum.item(), epoch, step)
 
 
 @torch.inference_mode()

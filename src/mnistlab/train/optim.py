@@ -75,7 +75,10 @@ def make_scheduler(
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
     if name == "onecycle":
         max_lr = [g["lr"] for g in optimizer.param_groups]
+        # torch divides by zero when the warm-up ends on step 0 (0.25 * 4 - 1 == 0):
+        # a 4-step run warms up a little longer instead
+        pct_start = 0.3 if total == 4 else 0.25
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=max_lr, total_steps=total, pct_start=0.25
+            optimizer, max_lr=max_lr, total_steps=total, pct_start=pct_start
         )
     raise ValueError(f"unknown schedule {name!r}")

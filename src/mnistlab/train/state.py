@@ -6,9 +6,14 @@ rest (param groups, scheduler counters) in JSON, so resuming never unpickles.
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import torch
 
-__all__ = ["capture_state", "restore_state"]
+from ..errors import MnistlabError
+
+__all__ = ["capture_state", "check_resume_doc", "restore_state"]
 
 
 def capture_state(
@@ -75,3 +80,33 @@ def _match_param_layouts(optimizer: torch.optim.Optimizer) -> None:
                 same_shape = torch.is_tensor(value) and value.shape == p.shape
                 if same_shape and value.stride() != p.stride():
                     per_param[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+
+
+_RESUME_FIELDS = {  # the resume position in last.json, and the types it must have
+    **{k: int for k in ("epoch", "step", "correct", "seen", "win_correct", "win_seen")},
+    **{k: float for k in ("loss_sum", "seconds", "win_loss_sum", "best_val_acc")},
+    "done": bool,
+}
+
+
+def check_resume_doc(doc: dict, path: Path) -> dict:
+    """``doc["resume"]``, checked: a last.json edited by hand is refused in one line."""
+    r = doc.get("resume")
+    if not isinstance(r, dict):
+        raise MnistlabError(
+            f"{path}: holds no resume position; it is not a last.json of `mnistlab train`, "
+            "or it was edited: train again"
+        )
+    for key, kind in _RESUME_FIELDS.items():
+        value = r.get(key)
+        ok = isinstance(value, bool) if kind is bool else not isinstance(value, bool)
+        ok = ok and isinstance(value, (int, float) if kind is float else kind)
+        if ok and kind is not bool:
+            ok = math.isfinite(value) and (value >= (1 if key == "epoch" else 0) or kind is float)
+        if not ok:
+            what = {int: "a count", float: "a number", bool: "true or false"}[kind]
+            raise MnistlabError(
+                f"{path}: resume.{key} is {value!r}, not {what}; "
+                "the file was edited or damaged: train again"
+            )
+    return r
