@@ -71,7 +71,7 @@ def test_running_again_keeps_finished_runs(compared, capsys):
 def test_a_kept_run_with_another_recipe_is_refused(compared, capsys):
     other = ["--seeds", "0", "--epochs", "2", "--augment", "none"]
     other += ["--train-subset", "1500", "--val-size", "500"]
-    assert main(["compare", "cnn", *other, "--out", str(compared)]) == 2
+    assert main(["compare", "cnn", "mlp-small", *other, "--out", str(compared)]) == 2
     err = capsys.readouterr().err
     assert "another recipe" in err and "epochs=1" in err
 

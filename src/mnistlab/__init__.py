@@ -1,15 +1,43 @@
 """mnistlab: train, compare, understand and use handwritten-digit recognizers.
 
 The public API is what ``__all__`` lists; modules starting with ``_`` are private.
+Each name is imported on first use (PEP 562), so ``import mnistlab`` is instant:
+the command line (``python -m mnistlab``, the ``mnistlab`` script) can set up
+Ctrl-C before torch starts loading.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from ._version import __version__
-from .analysis.report import write_run_report
-from .data import DeviceLoader, download_dataset, list_datasets, load_data
 from .errors import MnistlabError, UsageError
-from .models import ModelMeta, create_model, list_models
-from .runs.checkpoint import load_checkpoint, save_checkpoint
-from .train import TrainConfig, evaluate, fit, train_one_epoch
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
+    from .analysis.report import write_run_report
+    from .data import DeviceLoader, download_dataset, list_datasets, load_data
+    from .models import ModelMeta, create_model, list_models
+    from .runs.checkpoint import load_checkpoint, save_checkpoint
+    from .train import TrainConfig, evaluate, fit, train_one_epoch
+
+# public name -> the module that defines it
+_LAZY = {
+    "write_run_report": ".analysis.report",
+    "DeviceLoader": ".data",
+    "download_dataset": ".data",
+    "list_datasets": ".data",
+    "load_data": ".data",
+    "ModelMeta": ".models",
+    "create_model": ".models",
+    "list_models": ".models",
+    "load_checkpoint": ".runs.checkpoint",
+    "save_checkpoint": ".runs.checkpoint",
+    "TrainConfig": ".train",
+    "evaluate": ".train",
+    "fit": ".train",
+    "train_one_epoch": ".train",
+}
 
 __all__ = [
     "DeviceLoader",
@@ -30,3 +58,15 @@ __all__ = [
     "train_one_epoch",
     "write_run_report",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

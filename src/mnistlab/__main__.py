@@ -1,5 +1,5 @@
-import sys
+"""``python -m mnistlab``: the command line, with Ctrl-C handled from the first line."""
 
-from .cli import main
+from .cli import run
 
-sys.exit(main())
+run()

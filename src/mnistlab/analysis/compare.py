@@ -23,15 +23,25 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write, atomic_write_json
-from ..errors import UsageError
+from .._io import atomic_write, atomic_write_json, output_folder
+from ..errors import MnistlabError, UsageError
 from ..models import list_models
 from ..runs.checkpoint import load_checkpoint
 from ..runs.folder import epoch_records, is_finished, read_config
 from ..train import Reporter, TrainConfig, fit
+from ..train.config import MAX_SEED
 from ..train.presets import PRESETS
 
-__all__ = ["SUITES", "Entry", "compare", "comparison_table", "parse_entry", "slug", "write_outputs"]
+__all__ = [
+    "SUITES",
+    "Entry",
+    "check_entries_and_seeds",
+    "compare",
+    "comparison_table",
+    "parse_entry",
+    "slug",
+    "write_outputs",
+]
 
 SUITES: dict[str, dict] = {
     "seed000": {
@@ -117,6 +127,56 @@ def _check_same_recipe(run_dir: Path, cfg: TrainConfig) -> None:
         )
 
 
+def check_entries_and_seeds(labels: list[str], seeds: list[int]) -> None:
+    """At least two entries, each once, and each seed once: a repeat would train
+    nothing new but count the same run twice (a spread of zero, from one sample)."""
+    if len(labels) < 2:
+        raise UsageError("name at least two models (or presets), or a --suite")
+    folders = [slug(x) for x in labels]  # two labels with one slug share run folders
+    twice = [x for x, f in zip(labels, folders, strict=True) if folders.count(f) > 1]
+    if twice:
+        raise UsageError(f"{' and '.join(twice)}: the same entry twice; name each entry once")
+    if not seeds:
+        raise UsageError("needs at least one seed", option="seeds")
+    wrong = [s for s in seeds if not 0 <= s <= MAX_SEED]
+    if wrong:
+        raise UsageError(f"must be between 0 and {MAX_SEED:,}, got {wrong[0]}", option="seeds")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise UsageError(
+            f"repeats seed {', '.join(map(str, repeated))}; each seed is one run, "
+            "so give each seed once (e.g. --seeds 0,1,2)",
+            option="seeds",
+        )
+
+
+# what a kept run's JSON files must hold for compare to read them
+_SHAPES = {"config.json": None, "last.json": "resume", "best.json": "metrics"}
+
+
+def _damaged(path: Path, what: str) -> MnistlabError:
+    return MnistlabError(
+        f"{path} is damaged ({what}); delete the folder {path.parent} "
+        "and run the same command again to train that run anew"
+    )
+
+
+def _check_readable(run_dir: Path) -> None:
+    """A kept run's JSON files must parse, or say which one is damaged and how to redo it."""
+    for name, key in _SHAPES.items():
+        path = run_dir / name
+        if not path.is_file():
+            continue
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            doc = None
+        if not isinstance(doc, dict):
+            raise _damaged(path, "not a JSON object")
+        if key is not None and not isinstance(doc.get(key), dict):
+            raise _damaged(path, f"no {key!r} object in it")
+
+
 @torch.inference_mode()
 def _speed(model: torch.nn.Module, device, batch: int = 1000) -> tuple[float, float]:
     """(images per second at batch ``batch``, median single-image latency in ms)."""
@@ -145,7 +205,10 @@ def _summarise(entry: Entry, runs: list[Path], device) -> dict:
     accs, secs, curves = [], [], []
     for run in runs:
         doc = json.loads((run / "best.json").read_text())
-        accs.append(doc["metrics"]["test_acc"])
+        acc = doc["metrics"].get("test_acc")
+        if not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
+            raise _damaged(run / "best.json", "no test accuracy between 0 and 1")
+        accs.append(acc)
         epochs = epoch_records(run)
         secs.append(sum(r["train_seconds"] for r in epochs))
         split = "val" if "val_acc" in epochs[0] else "test"
@@ -165,7 +228,7 @@ def _summarise(entry: Entry, runs: list[Path], device) -> dict:
         "model": entry.config.model,
         "seeds": len(runs),
         "test_acc_mean": statistics.mean(accs),
-        "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else 0.0,
+        "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else None,  # one seed: none
         "test_accs": accs,
         "params": summ.params,
         "mflops": summ.flops / 1e6,
@@ -188,8 +251,8 @@ def compare(
 
     Returns the rows, or None if a run was interrupted (run the same call again to go on).
     """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    check_entries_and_seeds([e.label for e in entries], seeds)
+    out = output_folder(out, option="out")
     done: dict[str, list[Path]] = {}
     for entry in entries:
         done[entry.label] = []
@@ -197,6 +260,7 @@ def compare(
             name = f"{slug(entry.label)}-s{seed}"
             run_dir = out / name
             cfg = dataclasses.replace(entry.config, seed=seed, out_dir=str(out), run_name=name)
+            _check_readable(run_dir)
             if (run_dir / "config.json").is_file():
                 _check_same_recipe(run_dir, cfg)
             if is_finished(run_dir):
@@ -227,7 +291,7 @@ def slug(label: str) -> str:
 
 _COLUMNS = [
     ("model", lambda r: r["label"]),
-    ("test accuracy", lambda r: f"{100 * r['test_acc_mean']:.2f} ± {100 * r['test_acc_std']:.2f}%"),
+    ("test accuracy", lambda r: _accuracy(r)),
     ("parameters", lambda r: f"{r['params']:,}"),
     ("MFLOPs", lambda r: f"{r['mflops']:.2f}"),
     ("train time (s)", lambda r: f"{r['train_seconds']:.1f}"),
@@ -235,7 +299,22 @@ _COLUMNS = [
     ("latency (ms)", lambda r: f"{r['latency_ms']:.2f}"),
 ]
 
-# comparison.csv: the label, then these raw numbers
+
+def _accuracy(row: dict) -> str:
+    """Mean ± std over seeds; one seed has no spread, so none is shown."""
+    if row["test_acc_std"] is None:
+        return f"{100 * row['test_acc_mean']:.2f}%"
+    return f"{100 * row['test_acc_mean']:.2f} ± {100 * row['test_acc_std']:.2f}%"
+
+
+def _accuracy_note(seeds: list[int]) -> str:
+    shown = ", ".join(map(str, seeds))
+    if len(seeds) == 1:
+        return f"Test accuracy: one seed ({shown}), so no spread; give --seeds 0,1,2 to see one."
+    return f"Test accuracy: mean ± std over seeds {shown}."
+
+
+# comparison.csv: the label, then these raw numbers (an empty std: one seed)
 _CSV_KEYS = [
     "test_acc_mean",
     "test_acc_std",
@@ -260,13 +339,16 @@ def write_outputs(rows: list[dict], out: Path, seeds: list[int]) -> None:
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(c) + " |" for c in cells]
     note = (
-        f"\n\nTest accuracy: mean ± std over seeds {', '.join(map(str, seeds))}. Train "
+        f"\n\n{_accuracy_note(seeds)} Train "
         "time: mean of the summed epoch times. images/s: batch 1000; latency: one image, "
         "median of 50; both on the first seed's best checkpoint, this machine.\n"
     )
     atomic_write(out / "comparison.md", lambda p: p.write_text("\n".join(md) + note))
     csv_rows = [",".join(["model", *_CSV_KEYS])]
-    csv_rows += [",".join(str(v) for v in (r["label"], *(r[k] for k in _CSV_KEYS))) for r in rows]
+    csv_rows += [
+        ",".join("" if v is None else str(v) for v in (r["label"], *(r[k] for k in _CSV_KEYS)))
+        for r in rows
+    ]
     atomic_write(out / "comparison.csv", lambda p: p.write_text("\n".join(csv_rows) + "\n"))
     atomic_write_json(out / "comparison.json", {"seeds": seeds, "rows": rows})
     plot_accuracy(rows, out / "accuracy.png")

@@ -12,7 +12,8 @@ import json
 import os
 from pathlib import Path
 
-from .._io import atomic_write
+from .._io import atomic_write, output_folder
+from ..errors import MnistlabError
 from .tables import class_table, layer_table, pct
 
 __all__ = ["html_page", "img_tag", "table_html", "write_run_report"]
@@ -85,6 +86,17 @@ def _epoch_rows(history: list[dict]) -> list[list]:
     ]
 
 
+def _read_eval(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        ev = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
+    keys = ("accuracy", "n", "ece", "per_class", "confusion")
+    return ev if isinstance(ev, dict) and all(k in ev for k in keys) else None
+
+
 def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """Write ``run_dir/report.html``; evaluates the best checkpoint first if needed."""
     from ..data import load_split
@@ -95,12 +107,19 @@ def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | N
     from .summary import summarize
 
     run = Path(require_run_folder(run_dir))
+    try:
+        output_folder(run)
+    except OSError as e:
+        reason = (e.strerror or "cannot be written").lower()
+        raise MnistlabError(
+            f"cannot write in the run folder {run} ({reason}); report.html goes there: "
+            "make it writable, or copy the run folder somewhere you can write"
+        ) from None
     write_curves(run)
     model, doc = load_checkpoint(checkpoint_json(run))
     eval_json = run / "eval" / "eval.json"
-    if eval_json.is_file():
-        ev = json.loads(eval_json.read_text())
-    else:
+    ev = _read_eval(eval_json)
+    if ev is None:  # never evaluated, or eval.json is damaged: it is derived, so redo it
         images, labels = load_split(doc.get("dataset", "mnist"), "test", data_dir)
         ev = write_evaluation(model, images, labels, run / "eval")
     cfg = read_config(run)

@@ -8,7 +8,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from ..errors import UsageError
+from .._io import output_file, output_folder
+from ..errors import MnistlabError, UsageError
 from .options import DATA_DIR, DEVICE, RUN_FOLDER, RUN_OR_CHECKPOINT, console, resolve_run, table
 
 __all__ = ["compare", "evaluate", "inspect", "models", "report", "summary"]
@@ -49,6 +50,7 @@ def evaluate(
     checkpoint, out_dir = resolve_run(run, out, "eval", which)
     dev = pick_device(device or "auto")
     model, doc = load_checkpoint(checkpoint, dev)
+    out_dir = _writable(out_dir, given=out is not None)
     dataset = get_dataset(doc.get("dataset", "mnist"))
     images, labels = load_split(dataset.name, "test", data_dir, dev)
     res = write_evaluation(model, images, labels, out_dir, batch_size)
@@ -85,7 +87,10 @@ def _evaluate_suite(run, which, out, data_dir, device, suite, split, per_set, sh
     from ..serve.predict import load_predictor
 
     checkpoint, out_dir = resolve_run(run, out, "eval", which)
+    if show is not None:
+        show = output_file(show, (".png",), [checkpoint], option="show")
     predictor = load_predictor(checkpoint, str(pick_device(device or "auto")))
+    out_dir = _writable(out_dir, given=out is not None)
     rows, path = write_realworld(predictor, out_dir, split, per_set or 500, 0, data_dir, checkpoint)
     body = [[r["set"], f"{r['n']:,}", f"{r['accuracy']:.2%}", f"{r['rejected']:,}"] for r in rows]
     header = ["set", "images", "accuracy", "refused"]
@@ -94,6 +99,21 @@ def _evaluate_suite(run, which, out, data_dir, device, suite, split, per_set, sh
     if show is not None:
         shown = write_realworld_examples(show, split, 8, 0, data_dir, predictor)
         console.print(f"examples: {shown}")
+
+
+def _writable(folder: Path, given: bool) -> Path:
+    """The folder a command writes its pictures to, created and checked before the work.
+    The default one is inside the run: if that cannot be written, say how to write elsewhere.
+    """
+    try:
+        return output_folder(folder, option="out")
+    except OSError as e:
+        if given:
+            raise  # it names the folder; the CLI says what to do
+        reason = (e.strerror or "cannot be written").lower()
+        raise MnistlabError(
+            f"cannot write {folder} ({reason}); give --out a folder you can write"
+        ) from None
 
 
 def inspect(
@@ -110,6 +130,7 @@ def inspect(
 
     checkpoint, out_dir = resolve_run(run, out, "inspect")
     model, doc = load_checkpoint(checkpoint)
+    out_dir = _writable(out_dir, given=out is not None)
     if image is not None:
         import torch
 
@@ -153,7 +174,13 @@ def compare(
     report.html. Finished runs are kept: run the same command again to continue
     after Ctrl-C, or to add seeds.
     """
-    from ..analysis.compare import SUITES, comparison_table, parse_entry, slug
+    from ..analysis.compare import (
+        SUITES,
+        check_entries_and_seeds,
+        comparison_table,
+        parse_entry,
+        slug,
+    )
     from ..analysis.compare import compare as run_compare
     from .progress import RichReporter
 
@@ -177,8 +204,7 @@ def compare(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError:
         raise UsageError(f"--seeds must be integers separated by commas, got {seeds!r}") from None
-    if not seed_list:
-        raise UsageError("--seeds needs at least one seed")
+    check_entries_and_seeds(list(entries), seed_list)  # before any training, and exit 2
     overrides = {
         "epochs": epochs,
         "augment": augment,
@@ -196,7 +222,8 @@ def compare(
     if rows is None:
         console.print(f"[yellow]interrupted[/]; run the same command again to continue ({folder})")
         raise typer.Exit(130)
-    console.print(table(f"comparison · seeds {seeds}", *comparison_table(rows)))
+    shown = ", ".join(map(str, seed_list))
+    console.print(table(f"comparison · seeds {shown}", *comparison_table(rows)))
     console.print(
         "wrote comparison.md, .csv, .json, accuracy.png, tradeoff.png, curves.png, "
         f"report.html in {folder}"

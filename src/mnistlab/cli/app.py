@@ -6,14 +6,16 @@ train, analysis, use, bench, data) and turns every error into one line.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+from collections.abc import Callable
 
 import typer
 from rich.console import Console
 
 from .._version import __version__
-from ..errors import MnistlabError
+from ..errors import MnistlabError, describe_os_error
 from . import analysis, bench, train, use
 from .data import data_app
 
@@ -22,7 +24,7 @@ try:  # recent Typer releases vendor click; older ones use the click package
 except ImportError:  # pragma: no cover - depends on the installed Typer
     from click import exceptions as click_exc
 
-__all__ = ["app", "main", "run"]
+__all__ = ["app", "main", "preload", "run"]
 
 app = typer.Typer(
     name="mnistlab",
@@ -75,11 +77,38 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point: every error becomes one line on stderr and a non-zero exit status."""
-    command = typer.main.get_command(app)
+def preload(argv: list[str]) -> None:
+    """Import torch (and numpy) now, unless only help or the version is asked for.
+
+    ``run()`` calls this while Ctrl-C still ends the process at once: an interrupt
+    inside these imports would otherwise be a traceback, or be swallowed by them.
+    """
+    if not argv or {"-h", "--help", "--version"} & set(argv):
+        return
+    import importlib
+
+    import numpy  # noqa: F401
+    import torch  # noqa: F401
+
+    # what Typer imports when it first converts a value (pydantic, about 0.3 s)
+    with contextlib.suppress(ImportError):
+        importlib.import_module("typer._adapters")
+
+
+def main(argv: list[str] | None = None, *, ready: Callable[[], None] | None = None) -> int:
+    """Entry point: every error becomes one line on stderr and a non-zero exit status.
+
+    ``ready`` is called once the command line is built and parsed, just before the
+    command runs (``run()`` hands Ctrl-C over to ``KeyboardInterrupt`` there).
+    """
+    args = sys.argv[1:] if argv is None else list(argv)
     try:
-        rv = command.main(args=argv, prog_name="mnistlab", standalone_mode=False)
+        command = typer.main.get_command(app)
+        # Not ``command.main``: Typer's turns Ctrl-C into a silent exit status 130.
+        with command.make_context("mnistlab", args) as ctx:
+            if ready is not None:
+                ready()
+            rv = command.invoke(ctx)
         return rv if isinstance(rv, int) else 0
     except click_exc.NoArgsIsHelpError:
         return 0  # the help was already printed
@@ -96,13 +125,24 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(e.cli_message(), e.exit_code)
     except BrokenPipeError:
         return 1
-    except Exception as e:  # a bug: still one line, with the way to see more
-        if os.environ.get("MNISTLAB_DEBUG"):
-            raise
-        return _fail(
-            f"unexpected {type(e).__name__}: {e} (set MNISTLAB_DEBUG=1 for the traceback)", 1
-        )
+    except OSError as e:  # a file or folder: the path and what to do, else a bug
+        message = describe_os_error(e)
+        if message is None or os.environ.get("MNISTLAB_DEBUG"):
+            return _unexpected(e)
+        return _fail(message, 1)
+    except Exception as e:
+        return _unexpected(e)
+
+
+def _unexpected(e: Exception) -> int:
+    """A bug: still one line, with the way to see more (``raise`` inside ``except``)."""
+    if os.environ.get("MNISTLAB_DEBUG"):
+        raise e
+    return _fail(f"unexpected {type(e).__name__}: {e} (set MNISTLAB_DEBUG=1 for the traceback)", 1)
 
 
 def run() -> None:
-    sys.exit(main())
+    """The console script; see ``mnistlab.cli.run``, which handles an early Ctrl-C."""
+    from . import run as run_cli
+
+    run_cli()

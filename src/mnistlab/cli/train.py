@@ -118,8 +118,8 @@ def train(
     """Train a model and write a run folder: config, metrics, checkpoints and curves.
 
     With no flags this is the default recipe: the `fast` network, Adam with a
-    one-cycle schedule, batch 256, 10 epochs with the handwriting augmentations
-    (affine2+thickness+ink+lowres), so that it reads people's own digits as well as
+    one-cycle schedule, batch 256, label smoothing 0.1, 10 epochs with the handwriting
+    augmentations (affine2+thickness+ink+lowres), so that it reads people's own digits as well as
     MNIST's (docs/handwriting.md). Ctrl-C stops after the current step and
     saves the state; `--resume RUN` continues exactly where it stopped.
     """

@@ -14,9 +14,10 @@ def plot_accuracy(rows: list[dict], path: str | os.PathLike) -> Path:
     plt = _plt()
     labels = [r["label"] for r in rows]
     means = [100 * r["test_acc_mean"] for r in rows]
-    stds = [100 * r["test_acc_std"] for r in rows]
+    stds = [100 * (r["test_acc_std"] or 0.0) for r in rows]  # None: one seed, no bar
     fig, ax = plt.subplots(figsize=(max(5.0, 1.3 * len(rows) + 2), 4))
-    bars = ax.bar(range(len(rows)), means, yerr=stds, capsize=4, color="C0")
+    spread = any(r["test_acc_std"] is not None for r in rows)
+    bars = ax.bar(range(len(rows)), means, yerr=stds if spread else None, capsize=4, color="C0")
     for bar, m in zip(bars, means, strict=True):
         ax.annotate(
             f"{m:.2f}%",
@@ -30,7 +31,8 @@ def plot_accuracy(rows: list[dict], path: str | os.PathLike) -> Path:
     ax.set_xticks(range(len(rows)), labels, rotation=20 if len(rows) > 4 else 0, ha="right")
     low = min(m - s for m, s in zip(means, stds, strict=True))
     ax.set_ylim(max(0.0, low - 1.0), 100.0)
-    ax.set(ylabel="test accuracy (%)", title="Test accuracy (mean ± std over seeds)")
+    title = "Test accuracy (mean ± std over seeds)" if spread else "Test accuracy (one seed)"
+    ax.set(ylabel="test accuracy (%)", title=title)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return _save(fig, path)
@@ -49,7 +51,7 @@ def plot_tradeoff(rows: list[dict], path: str | os.PathLike) -> Path:
             ax.errorbar(
                 r[key],
                 100 * r["test_acc_mean"],
-                yerr=100 * r["test_acc_std"],
+                yerr=None if r["test_acc_std"] is None else 100 * r["test_acc_std"],
                 fmt="o",
                 color=f"C{i % 10}",
                 label=r["label"],
