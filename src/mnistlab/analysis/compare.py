@@ -82,6 +82,8 @@ class Entry:
 def _coerce(key: str, value: str):
     if key not in _FIELDS or key in ("seed", "out_dir", "run_name", "model_kwargs"):
         raise UsageError(f"cannot set {key!r} in a compare entry; use a training setting")
+    if key == "model":
+        raise UsageError("an entry names its model first (mlp:lr=0.1), not with model=")
     default = getattr(TrainConfig(), key)
     kind = type(default) if default is not None else (float if key in ("mean", "std") else int)
     try:
@@ -97,18 +99,21 @@ def parse_entry(text: str, recipe: str, base: str | None, overrides: dict) -> En
         key, eq, value = item.partition("=")
         if not eq:
             raise UsageError(f"{text!r}: write settings as key=value, e.g. mlp:loss=ce")
-        local[key.strip().replace("-", "_")] = _coerce(key.strip().replace("-", "_"), value)
+        key = key.strip().replace("-", "_")
+        if key in local:
+            raise UsageError(f"{text!r} sets {key} twice; give each setting once")
+        local[key] = _coerce(key, value)
     if recipe == "own":
         if name not in PRESETS:
             raise UsageError(
                 f"own takes presets as entries, and {name!r} is not a preset", option="recipe"
             )
-        cfg = TrainConfig.from_preset(name, **overrides, **local)
+        cfg = TrainConfig.from_preset(name, **{**overrides, **local})
     else:
         if name not in list_models():
             raise UsageError(f"{name!r} is not a model; see `mnistlab models`")
         start = TrainConfig.from_preset(base) if base else TrainConfig()
-        cfg = dataclasses.replace(start, **overrides, **local, model=name)
+        cfg = dataclasses.replace(start, **{**overrides, **local, "model": name})
     return Entry(text, cfg.validate())
 
 
@@ -169,7 +174,7 @@ def _check_readable(run_dir: Path) -> None:
             continue
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             doc = None
         if not isinstance(doc, dict):
             raise _damaged(path, "not a JSON object")

@@ -34,7 +34,10 @@ def bench(
     from .._runtime import pick_device
     from ..bench import SECTIONS, run_bench
 
+    if only is not None and not only.strip(", "):
+        raise UsageError(f"--only needs a section: {', '.join(SECTIONS)}")
     sections = tuple(s.strip() for s in only.split(",") if s.strip()) if only else SECTIONS
+    out = _bench_output(out)
     path = run_bench(
         out,
         quick=quick,
@@ -44,6 +47,28 @@ def bench(
         log=console.print,
     )
     console.print(f"wrote {path} and {path.with_suffix('.json')}")
+
+
+def _bench_output(out: Path) -> Path:
+    """``out`` (Markdown) and the ``.json`` beside it may be written: a .md file, and a
+    JSON beside it that is missing or an earlier bench's results (never a checkpoint)."""
+    import json
+
+    from .._io import output_file
+
+    out = output_file(out, (".md",), option="out")
+    beside = out.with_suffix(".json")
+    if beside.exists():
+        try:
+            doc = json.loads(beside.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            doc = None
+        if not (isinstance(doc, dict) and "machine" in doc and "budget" in doc):
+            raise UsageError(
+                f"{beside} exists and is not an earlier bench's results; it would be "
+                "overwritten: choose another name for --out",
+            )
+    return out
 
 
 def ops_bench(

@@ -256,7 +256,7 @@ def make_set(
     if name not in SETS:
         raise UsageError(f"unknown set {name!r}; choose from {', '.join(SETS)}", option="sets")
     if not 0 < n <= len(digits):
-        raise UsageError(f"must be between 1 and {len(digits)}, got {n}", option="n")
+        raise UsageError(f"must be between 1 and {len(digits)}, got {n}", option="per_set")
     render = SETS[name][1]
     rng = np.random.default_rng([seed, list(SETS).index(name)])
     index = np.sort(rng.choice(len(digits), n, replace=False))

@@ -106,6 +106,8 @@ def read_checkpoint_json(path: str | os.PathLike) -> tuple[dict, Path]:
         doc = json.loads(jp.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{jp}: not valid JSON ({e})") from None
+    except RecursionError:  # nested deeper than any checkpoint is
+        raise CheckpointError(f"{jp}: not an mnistlab checkpoint (nested too deep)") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise CheckpointError(f"{jp}: not an mnistlab checkpoint")
     version = doc.get("format_version")

@@ -128,6 +128,8 @@ def _read_json_object(path: Path, fix: str) -> dict:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise MnistlabError(f"{path}: not valid JSON ({e}); {fix}") from None
+    except RecursionError:  # nested deeper than any file we write
+        raise MnistlabError(f"{path}: not valid JSON (nested too deep); {fix}") from None
     if not isinstance(doc, dict):
         raise MnistlabError(f"{path}: not a JSON object; {fix}")
     return doc
@@ -141,7 +143,7 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict]:
         for line in path.read_text(encoding="utf-8").splitlines():
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except (json.JSONDecodeError, RecursionError):
                 continue
             if isinstance(record, dict):
                 records.append(record)

@@ -98,6 +98,8 @@ def expand_inputs(items: list[str]) -> list[str]:
     out: list[str] = []
     for item in items:
         p = Path(item)
+        if not item:  # Path("") is the current folder: never classify it by accident
+            raise UsageError("an empty name is not an image; give files, folders or -")
         if item == "-":
             out.append("-")
         elif p.is_dir():

@@ -297,6 +297,10 @@ def _light_at(light: float | Image.Image, size, box, full) -> float | np.ndarray
 
 def to_mnist(img: Image.Image, name: str = "image") -> np.ndarray:
     """A uint8 (28, 28) MNIST-style digit (white on black, centred) from any image."""
+    if img.mode == "F" and not np.isfinite(np.asarray(img)).all():
+        raise PreprocessError(
+            f"{name}: has NaN or infinite pixel values; save it with finite ones", kind="corrupt"
+        )
     src, unit, binary = _source(img)
     f = -(-max(src.size) // FIND_SIDE)  # find the ink on a reduction by f (1: none)
     small = src.reduce(f) if f > 1 else src

@@ -27,7 +27,7 @@ from ..runs.checkpoint import load_checkpoint, read_checkpoint_json, save_checkp
 from .config import TrainConfig
 from .loop import Diverged, EpochPosition, StopFlag, evaluate, train_one_epoch
 from .optim import LossFn, make_loss, make_optimizer, make_scheduler
-from .state import capture_state, check_resume_doc, restore_state
+from .state import capture_state, check_resume_doc, check_saved_recipe, restore_state
 
 __all__ = ["FitResult", "Reporter", "build_training", "fit", "make_train_loader"]
 
@@ -188,6 +188,7 @@ def _saved_config(run_dir: Path) -> TrainConfig:
     saved = doc.get("model")
     if isinstance(saved, dict):  # a malformed one is refused when the checkpoint loads
         _check_same_model(run_dir, cfg, saved.get("name"), saved.get("kwargs"))
+    check_saved_recipe(doc, resume, cfg.recipe(), cfg.epochs, config, last)
     return cfg
 
 
@@ -215,6 +216,11 @@ def _restore(run_dir: Path, t: _Training) -> _Progress:
             f"({type(e).__name__}); one of them was edited: restore it or train again"
         ) from None
     pos = EpochPosition(**{k: r[k] for k in EpochPosition.__dataclass_fields__})
+    if pos.step > len(t.loader):
+        raise MnistlabError(
+            f"{last}: resume.step {pos.step} is past the epoch's {len(t.loader)} steps; "
+            "the file was edited or damaged: train again"
+        )
     # drop what a hard kill may have logged after the saved position
     kept = [m for m in folder.read_metrics(run_dir) if _valid(m) and _before(m, pos)]
     folder.rewrite_metrics(run_dir, kept)

@@ -13,7 +13,7 @@ import torch
 
 from ..errors import MnistlabError
 
-__all__ = ["capture_state", "check_resume_doc", "restore_state"]
+__all__ = ["capture_state", "check_resume_doc", "check_saved_recipe", "restore_state"]
 
 
 def capture_state(
@@ -110,3 +110,25 @@ def check_resume_doc(doc: dict, path: Path) -> dict:
                 "the file was edited or damaged: train again"
             )
     return r
+
+
+def check_saved_recipe(
+    doc: dict, resume: dict, recipe: dict, epochs: int, config: Path, last: Path
+) -> None:
+    """A run resumes only under the recipe its state was saved with (``doc["config"]``,
+    last.json's copy): a schedule or a position made for another number of epochs or
+    steps cannot go on. ``recipe``: config.json's, as it is now."""
+    then = doc.get("config")
+    if isinstance(then, dict):
+        edited = sorted(k for k in recipe if k in then and then[k] != recipe[k])
+        if edited:
+            k = edited[0]
+            raise MnistlabError(
+                f"{config}: {k} is {recipe[k]!r} but the run was saved with {then[k]!r}; "
+                f"the file was edited: restore it, or train again with --{k.replace('_', '-')}"
+            )
+    if resume["epoch"] > epochs:
+        raise MnistlabError(
+            f"{last}: resume.epoch {resume['epoch']} is past the run's {epochs} epochs; "
+            "the file was edited or damaged: train again"
+        )

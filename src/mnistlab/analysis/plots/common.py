@@ -74,7 +74,8 @@ def plot_curves(
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:  # no curves (no metrics yet): no legend
+            ax.legend()
     fig.tight_layout()
     return _save(fig, path)
 
