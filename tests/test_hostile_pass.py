@@ -133,3 +133,20 @@ def test_report_without_metrics_prints_no_warning(trained_run, tmp_path, capsys)
         assert main(["report", str(run)]) == 0
     assert [str(w.message) for w in caught] == []
     assert capsys.readouterr().err.strip() == ""
+
+
+@pytest.mark.parametrize("flag", ["--augment", "--device", "--preset", "--loss"])
+def test_an_empty_training_value_is_not_the_default(flag, capsys):
+    assert main(["train", flag, "", "--dry-run"]) == 2
+    _one_line(capsys, f"{flag} needs a value")
+
+
+@pytest.mark.parametrize("name", ["best.json", "best.safetensors"])
+def test_a_folder_in_place_of_a_checkpoint_file_is_called_that(trained_run, tmp_path, capsys, name):
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    (run / name).unlink()
+    (run / name).mkdir()
+    assert main(["summary", str(run)]) == 1
+    err = _one_line(capsys, "not a file")
+    assert "--resume" not in err

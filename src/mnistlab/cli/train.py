@@ -130,6 +130,9 @@ def train(
         _print_presets()
         return
     given = {k: ctx.params[k] for k in CONFIG_OPTIONS if ctx.params[k] is not None}
+    for key, value in [*given.items(), ("preset", preset), ("device", device)]:
+        if isinstance(value, str) and not value.strip():  # '' must not mean "the default"
+            raise UsageError("needs a value; leave the flag out for the default", option=key)
     if resume is not None and (given or dry_run or preset):
         extra = ["dry_run"] * dry_run + ["preset"] * bool(preset)
         flags = ", ".join("--" + k.replace("_", "-") for k in [*given, *extra])

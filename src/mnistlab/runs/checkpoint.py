@@ -88,7 +88,7 @@ def save_checkpoint(
 def _json_path(path: str | os.PathLike) -> Path:
     """Accept a run folder (its best checkpoint), a STEM, STEM.json or STEM.safetensors."""
     p = Path(path)
-    if p.is_dir():
+    if p.is_dir() and p.suffix != ".json":  # a folder named best.json is a broken file
         p = p / "best.json"
     elif p.suffix == ".safetensors":
         p = p.with_suffix("")  # STEM or STEM.state
@@ -127,6 +127,8 @@ def read_checkpoint_json(path: str | os.PathLike) -> tuple[dict, Path]:
 def _missing(path: str | os.PathLike, jp: Path) -> str:
     """Why there is no checkpoint JSON ``jp`` for ``path``, and what to do."""
     run = jp.parent
+    if jp.exists():  # there, but not a file (a folder in its place)
+        return f"{jp} is not a file; restore the checkpoint, or train the run again"
     if jp.name in ("best.json", "last.json") and (run / "config.json").is_file():
         if (run / "last.json").is_file():
             return (
@@ -165,7 +167,10 @@ def _file_entry(doc: dict, jp: Path, key: str) -> tuple[Path, str]:
 
 def _load_tensors(path: Path, sha: str) -> dict[str, torch.Tensor]:
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing; the checkpoint is incomplete")
+        why = "not a file" if path.exists() else "missing"
+        raise CheckpointError(
+            f"{path}: {why}; the checkpoint is incomplete: restore it or train again"
+        )
     if _sha256(path) != sha:
         raise CheckpointError(
             f"{path}: does not match its JSON (hash differs); it was changed or only partly saved"
