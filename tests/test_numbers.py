@@ -1,0 +1,100 @@
+"""Reading a row of digits: segmentation on constructed images with known answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistlab.serve.numbers import MAX_DIGITS, read_number, segment
+from mnistlab.serve.predict import load_predictor
+from mnistlab.serve.preprocess import PreprocessError
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run):
+    return load_predictor(trained_run)
+
+
+@pytest.fixture(scope="module")
+def digits(mnist):
+    x, y = mnist.test
+    return x[:, 0].numpy(), y.numpy()
+
+
+def _trimmed(d: np.ndarray) -> np.ndarray:
+    cols = np.flatnonzero(d.max(0) > 30)
+    return d[:, cols[0] : cols[-1] + 1]
+
+
+def _row(parts: list[np.ndarray], gap: int, scale: int = 4) -> Image.Image:
+    """Dark digits on white paper, side by side ``gap`` pixels apart (28 px high), enlarged."""
+    width = sum(p.shape[1] for p in parts) + gap * (len(parts) - 1) + 40
+    canvas = np.zeros((48, width), np.uint8)
+    x = 20
+    for p in parts:
+        region = canvas[10:38, x : x + p.shape[1]]
+        np.maximum(region, p, out=region)
+        x += p.shape[1] + gap
+    img = Image.fromarray(255 - canvas)
+    return img.resize((width * scale, 48 * scale), Image.BILINEAR)
+
+
+def _first(digits, label: int, skip: int = 0) -> np.ndarray:
+    x, y = digits
+    return _trimmed(x[np.flatnonzero(y == label)[skip]])
+
+
+@pytest.mark.slow
+def test_digits_apart_are_found_in_order_with_their_boxes(predictor, digits):
+    parts = [_first(digits, d) for d in (9, 0, 2, 1, 0)]
+    img = _row(parts, gap=8)
+    result = read_number(predictor, img)
+    assert result.number == "90210"  # a string: the leading digit and zeros survive
+    xs = [d.box[0] for d in result.digits]
+    assert xs == sorted(xs) and len(set(xs)) == 5
+    # each box lies inside the image and holds its digit's 28 px height (x4), roughly
+    for d in result.digits:
+        x0, y0, x1, y1 = d.box
+        assert 0 <= x0 < x1 <= img.width and 0 <= y0 < y1 <= img.height
+        assert 40 <= y1 - y0 <= 112
+    assert 0 < result.confidence <= min(d.confidence for d in result.digits)
+
+
+@pytest.mark.slow
+def test_a_touching_pair_is_split(predictor, digits):
+    parts = [_first(digits, 3), _first(digits, 4)]
+    masks, _, _ = segment(predictor, _row(parts, gap=0))
+    assert len(masks) == 2
+    assert read_number(predictor, _row(parts, gap=0)).number == "34"
+
+
+@pytest.mark.slow
+def test_a_broken_digit_is_merged(predictor, digits):
+    seven = _first(digits, 7).copy()
+    rows = np.flatnonzero(seven.max(1) > 30)
+    mid = (rows[0] + rows[-1]) // 2
+    seven[mid - 1 : mid + 2] = 0  # a gap across the stroke: two pieces, one above the other
+    one = _first(digits, 1)
+    result = read_number(predictor, _row([seven, one], gap=10))
+    assert len(result.digits) == 2 and result.number[1] == "1"
+
+
+def test_a_single_digit_is_a_one_digit_number(predictor, digits):
+    result = read_number(predictor, _row([_first(digits, 5)], gap=0))
+    assert result.number == "5" and len(result.digits) == 1
+
+
+def test_a_blank_image_is_no_ink(predictor):
+    with pytest.raises(PreprocessError) as e:
+        read_number(predictor, Image.new("L", (200, 80), 255))
+    assert e.value.kind == "no_ink"
+
+
+def test_more_than_32_digits_are_refused(predictor):
+    canvas = np.full((60, 40 * 34), 255, np.uint8)
+    for i in range(34):  # 34 short bars: 34 digit-like strokes
+        canvas[10:50, 40 * i + 18 : 40 * i + 22] = 0
+    with pytest.raises(PreprocessError, match=f"more than {MAX_DIGITS}") as e:
+        read_number(predictor, Image.fromarray(canvas))
+    assert e.value.kind == "too_many_digits"
