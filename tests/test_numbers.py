@@ -98,3 +98,52 @@ def test_more_than_32_digits_are_refused(predictor):
     with pytest.raises(PreprocessError, match=f"more than {MAX_DIGITS}") as e:
         read_number(predictor, Image.fromarray(canvas))
     assert e.value.kind == "too_many_digits"
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    img.save(buf, "PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+def test_predict_number_json_show_and_errors(trained_run, digits, tmp_path, capsys):
+    import json
+
+    from mnistlab.cli import main
+
+    good = tmp_path / "zip.png"
+    _row([_first(digits, d) for d in (0, 7, 1)], gap=8).save(good)
+    blank = tmp_path / "blank.png"
+    Image.new("L", (120, 60), 255).save(blank)
+    show = tmp_path / "boxes.png"
+    cmd = ["predict", str(trained_run), str(good), str(blank), "--number", "--json"]
+    assert main([*cmd, "--show", str(show)]) == 1  # one file failed: status 1, the other read
+    out = json.loads(capsys.readouterr().out)
+    assert out[0]["file"] == str(good) and out[0]["number"] == "071"
+    assert [d["label"] for d in out[0]["digits"]] == ["0", "7", "1"]
+    assert all(len(d["box"]) == 4 and 0 < d["confidence"] <= 1 for d in out[0]["digits"])
+    assert "no ink" in out[1]["error"]
+    assert Image.open(show).size[0] > 100  # the original with its boxes
+    assert main(["predict", str(trained_run), str(good), "--number"]) == 0
+    text = capsys.readouterr().out
+    assert "071" in text and "digits:" in text
+
+
+@pytest.mark.slow
+def test_api_read(trained_run, digits):
+    from fastapi.testclient import TestClient
+
+    from mnistlab.serve.web import create_app
+
+    client = TestClient(create_app(trained_run))
+    img = _png_bytes(_row([_first(digits, d) for d in (4, 2)], gap=8))
+    body = client.post("/api/read", files={"file": ("n.png", img, "image/png")}).json()
+    assert body["number"] == "42" and len(body["digits"]) == 2
+    assert set(body["digits"][0]) == {"label", "confidence", "box"}
+    blank = _png_bytes(Image.new("L", (120, 60), 255))
+    res = client.post("/api/read", files={"file": ("b.png", blank, "image/png")})
+    assert res.status_code == 422 and "no ink" in res.json()["error"]
+    assert client.get("/healthz").status_code == 200  # still up

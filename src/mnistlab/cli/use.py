@@ -25,6 +25,9 @@ def predict(
     images: list[str] = typer.Argument(..., help="Image files, folders, globs, or - for stdin."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
     show: Path = typer.Option(None, help="Write a PNG of each original beside what the model saw."),
+    number: bool = typer.Option(
+        False, "--number", help="Read each image as a whole number (a row of digits)."
+    ),
     device: str = INFERENCE_DEVICE,
 ) -> None:
     """Classify your own images of digits, preprocessed the way MNIST was made.
@@ -43,6 +46,9 @@ def predict(
         show = output_file(show, (".png",), inputs=sources, option="show")
         _check_writable(show, "show")
     predictor = load_predictor(run, str(pick_device(device)) if device != "cpu" else "cpu")
+    if number:
+        _predict_numbers(predictor, sources, as_json, show)
+        return
     err = Console(stderr=True, highlight=False, soft_wrap=True)
     kept, n, failed = [], 0, 0  # kept: (source, label, confidence, digit), for --show only
     with _progress(err, len(sources)) as advance:
@@ -67,6 +73,51 @@ def predict(
         sys.stdout.flush()
     if show is not None and kept:
         _write_show(predictor.name, kept, show)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _predict_numbers(predictor, sources: list[str], as_json: bool, show: Path | None) -> None:
+    """``predict --number``: one number per image, in order; errors one line each."""
+    from ..serve.numbers import draw_number, read_number
+    from ..serve.predict import shown
+    from ..serve.preprocess import PreprocessError, open_image
+
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    items, drawn, failed = [], [], 0
+    for src in sources:
+        name = "stdin" if src == "-" else src
+        try:
+            img = open_image(sys.stdin.buffer.read() if src == "-" else src, name)
+            result = read_number(predictor, img, name)
+        except PreprocessError as e:
+            failed += 1
+            err.print(f"[bold red]error:[/] {escape(shown(str(e)))}")
+            items.append({"file": src, "error": str(e)})
+            continue
+        items.append({"file": src, **result.to_json()})
+        if show is not None:
+            drawn.append(draw_number(img, result))
+        if not as_json:
+            each = ", ".join(f"{escape(shown(d.label))} {d.confidence:.1%}" for d in result.digits)
+            console.print(
+                f"{escape(shown(src))}: [bold]{escape(shown(result.number))}[/] "
+                f"({result.confidence:.1%})  digits: {each}"
+            )
+    if as_json:
+        sys.stdout.write(json.dumps(items, indent=2) + "\n")
+    if show is not None and drawn:
+        from PIL import Image
+
+        from .._io import atomic_write
+
+        width = max(im.width for im in drawn)
+        sheet = Image.new("RGB", (width, sum(im.height for im in drawn)), "white")
+        y = 0
+        for im in drawn:
+            sheet.paste(im, (0, y))
+            y += im.height
+        atomic_write(show, lambda p: sheet.save(p, "PNG"))
     if failed:
         raise typer.Exit(1)
 

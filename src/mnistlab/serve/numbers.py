@@ -33,7 +33,7 @@ from .preprocess import (
     to_mnist,
 )
 
-__all__ = ["MAX_DIGITS", "DigitRead", "NumberResult", "read_number", "segment"]
+__all__ = ["MAX_DIGITS", "DigitRead", "NumberResult", "draw_number", "read_number", "segment"]
 
 MAX_DIGITS = 32
 WORK_SIDE = 1024  # the ink is segmented on the image reduced to at most this
@@ -188,3 +188,21 @@ def read_number(predictor, img: Image.Image, name: str = "image") -> NumberResul
     number = "".join(d.label for d in digits)
     confidence = float(np.prod([d.confidence for d in digits]))
     return NumberResult(number, confidence, digits)
+
+
+def draw_number(img: Image.Image, result: NumberResult, width: int = 800) -> Image.Image:
+    """``img`` (shown as RGB, at most ``width`` wide) with each digit's box and label."""
+    from PIL import ImageDraw
+
+    from .preprocess import for_display
+
+    shown = for_display(img)
+    k = min(1.0, width / shown.width)
+    if k < 1:
+        shown = shown.resize((round(shown.width * k), max(1, round(shown.height * k))))
+    draw = ImageDraw.Draw(shown)
+    for d in result.digits:
+        x0, y0, x1, y1 = (round(v * k) for v in d.box)
+        draw.rectangle((x0, y0, x1, y1), outline=(220, 30, 30), width=2)
+        draw.text((x0 + 2, max(0, y0 - 12)), f"{d.label} {d.confidence:.0%}", fill=(220, 30, 30))
+    return shown

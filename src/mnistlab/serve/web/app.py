@@ -182,12 +182,27 @@ def create_app(run: str | os.PathLike, device: str = "cpu") -> FastAPI:
             out["input28"] = _png_data_url(digit)
         return out
 
+    @app.post("/api/read", summary="Read a whole number (a row of digits)")
+    async def read(request: Request) -> dict:
+        """Read a row of digits: the same inputs as ``/api/predict``. Returns
+        ``{"number": "90210", "confidence", "digits": [{"label", "confidence", "box"}]}``
+        (the number a string, so leading zeros survive; boxes as x0, y0, x1, y1 in the
+        image's pixels). Errors: 413 too large, 415 wrong type, 422 undecodable, blank or
+        more than 32 digits."""
+        body = await _read_body(request)
+        data = _image_bytes(request.headers.get("content-type", ""), body)
+        return (await run_in_threadpool(_read_number, predictor, data)).to_json()
+
     return app
 
 
-def _classify(predictor, data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """The digit in ``data`` and its probabilities; a ``MnistlabError`` (with its kind)
-    for an image that cannot be used."""
+def _read_number(predictor, data: bytes):
+    from ..numbers import read_number
+
+    return read_number(predictor, _opened(data), "image")
+
+
+def _opened(data: bytes) -> Image.Image:
     if not data:
         raise ApiError("empty image")
     img = open_image(data, "image")
@@ -196,7 +211,13 @@ def _classify(predictor, data: bytes) -> tuple[np.ndarray, np.ndarray]:
             f"image is {img.size[0]}x{img.size[1]}; at most {MAX_SIDE}x{MAX_SIDE}",
             kind="too_large",
         )
-    digit = to_mnist(img, "image")
+    return img
+
+
+def _classify(predictor, data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """The digit in ``data`` and its probabilities; a ``MnistlabError`` (with its kind)
+    for an image that cannot be used."""
+    digit = to_mnist(_opened(data), "image")
     return digit, predictor.probs(digit[None])[0]
 
 
