@@ -4,8 +4,8 @@
 background, Otsu's threshold), then segments it into digits:
 
 1. the 8-connected components of the ink, specks dropped;
-2. parts of one digit merged: components that overlap in x by half the narrower
-   one's width (a 5's detached top stroke, a 4 broken in two);
+2. parts of one digit merged: components one above the other that overlap in x by
+   half the narrower one's width (a 5's detached top stroke, a 4 broken in two);
 3. digits that touch split: a group much wider than a digit is cut at one of the
    low points of its vertical ink profile, the cut the classifier is most
    confident about on both sides, again on each side while it stays wide.
@@ -96,19 +96,45 @@ def _groups(mask: np.ndarray) -> list[np.ndarray]:
     heights = np.array([s[0].stop - s[0].start for s in slices])
     big = areas >= SPECK * np.median(areas[areas >= 0.2 * areas.max()])
     keep = [i for i in range(n) if big[i] or heights[i] >= 0.5 * np.median(heights[big])]
+    # [x0, x1, y0, y1, ids] per component, left to right
     spans = sorted(
-        ([slices[i][1].start, slices[i][1].stop, [i + 1]] for i in keep), key=lambda s: s[0]
+        (
+            [s[1].start, s[1].stop, s[0].start, s[0].stop, [i + 1]]
+            for i, s in ((i, slices[i]) for i in keep)
+        ),
+        key=lambda s: s[0],
     )
     merged: list[list] = []
-    for x0, x1, ids in spans:
+    for x0, x1, y0, y1, ids in spans:
         if merged:
             m = merged[-1]
-            overlap = min(m[1], x1) - max(m[0], x0)
-            if overlap >= 0.5 * min(m[1] - m[0], x1 - x0):
-                m[0], m[1], m[2] = min(m[0], x0), max(m[1], x1), m[2] + ids
+            across = min(m[1], x1) - max(m[0], x0)  # overlap in x
+            down = min(m[3], y1) - max(m[2], y0)  # overlap in y
+            # parts of one digit lie one above the other (a 5's top stroke, a broken 4);
+            # neighbours side by side, even slanted into each other's columns, do not
+            stacked = down <= 0.5 * min(m[3] - m[2], y1 - y0)
+            if across >= 0.5 * min(m[1] - m[0], x1 - x0) and stacked:
+                m[:4] = min(m[0], x0), max(m[1], x1), min(m[2], y0), max(m[3], y1)
+                m[4] = m[4] + ids
                 continue
-        merged.append([x0, x1, ids])
-    return [np.isin(labels, ids) for _, _, ids in merged]
+        merged.append([x0, x1, y0, y1, ids])
+    # a flat piece (a 5's top bar, a 7's crossbar drawn apart) is no digit: it joins the
+    # neighbour it overlaps most in x, or the nearer one
+    tall = np.median([m[3] - m[2] for m in merged])
+    i = 0
+    while len(merged) > 1 and i < len(merged):
+        m = merged[i]
+        if m[3] - m[2] >= 0.45 * tall:
+            i += 1
+            continue
+        near = [j for j in (i - 1, i + 1) if 0 <= j < len(merged)]
+        j = max(near, key=lambda j: min(m[1], merged[j][1]) - max(m[0], merged[j][0]))
+        o = merged[j]
+        o[:4] = min(o[0], m[0]), max(o[1], m[1]), min(o[2], m[2]), max(o[3], m[3])
+        o[4] = o[4] + m[4]
+        del merged[i]
+        i = 0
+    return [np.isin(labels, m[4]) for m in merged]
 
 
 def _box(mask: np.ndarray) -> tuple[int, int, int, int]:
