@@ -140,6 +140,44 @@ def test_a_thin_pen_is_read_and_given_mnist_like_strokes(server):
     assert all(MNIST_P10 <= w <= MNIST_P90 for w in widths.values()), widths
 
 
+def test_number_mode_reads_three_digits_with_boxes(server):
+    with chromium_page(1100, 800) as page:
+        page.goto(server + "/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('cnn')")
+        page.check("#number")
+        assert page.evaluate("document.getElementById('pad').width") == 840
+        for i, digit in enumerate("101"):
+            cx = (i + 0.5) / 3  # each digit in its own third of the wide pad
+            if digit == "1":
+                _stroke(page, [(cx, 0.15 + 0.7 * k / 20) for k in range(21)])
+            else:
+                _stroke(
+                    page,
+                    [
+                        (cx + 0.065 * math.sin(t), 0.5 - 0.32 * math.cos(t))
+                        for t in [2 * math.pi * k / 40 for k in range(43)]
+                    ],
+                )
+        page.wait_for_function("document.querySelectorAll('#digits .digit').length === 3")
+        page.wait_for_timeout(400)  # let the last request settle
+        assert page.locator("#label").inner_text() == "101"
+        labels = page.eval_on_selector_all("#digits .digit", "els => els.map(e => e.dataset.label)")
+        assert labels == ["1", "0", "1"]
+        assert not page.locator("#bars").is_visible() and page.locator("#digits").is_visible()
+        # the boxes are drawn on the pad in red, one per digit
+        red = page.evaluate(
+            """() => { const c = document.getElementById('pad');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i] > 200 && d[i + 1] < 80) n++;
+            return n; }"""
+        )
+        assert red > 300
+        page.screenshot(path=str(ARTEFACTS / "web-number.png"))
+        page.click("#clear")
+        assert _canvas_is_blank(page) and page.locator("#label").inner_text() == "–"
+
+
 def test_phone_viewport_has_no_horizontal_scroll(server):
     with chromium_page(390, 844) as page:
         page.goto(server + "/")
