@@ -36,7 +36,7 @@ from .preprocess import (
 __all__ = ["MAX_DIGITS", "DigitRead", "NumberResult", "draw_number", "read_number", "segment"]
 
 MAX_DIGITS = 32
-WORK_SIDE = 1024  # the ink is segmented on the image reduced to at most this
+WORK_SIDE = 160  # the ink is segmented on the image reduced until its shorter side is this
 SPECK = 0.05  # components under this share of the median digit's area, and low, are noise
 WIDE = 1.15  # a group wider than this times its height may be digits that touch
 MAX_CUTS = 6  # candidate cuts tried per wide group
@@ -68,10 +68,11 @@ class NumberResult:
 
 
 def _ink(img: Image.Image, name: str) -> tuple[np.ndarray, float]:
-    """Ink in [0, 1] (white on black) of ``img`` reduced to at most ``WORK_SIDE``, and
-    the reduction factor."""
+    """Ink in [0, 1] (white on black) of ``img`` reduced until its shorter side is at most
+    ``WORK_SIDE``, and the reduction factor."""
     src, unit, _ = _source(img)
-    f = max(1, -(-max(src.size) // WORK_SIDE))
+    # a row of digits is wide: its height, not its length, sets the digits' resolution
+    f = max(1, -(-min(src.size) // WORK_SIDE))
     small = src.reduce(f) if f > 1 else src
     g = _levels(small, unit, False)
     border = np.sort(_border(g))
