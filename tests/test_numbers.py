@@ -146,4 +146,12 @@ def test_api_read(trained_run, digits):
     blank = _png_bytes(Image.new("L", (120, 60), 255))
     res = client.post("/api/read", files={"file": ("b.png", blank, "image/png")})
     assert res.status_code == 422 and "no ink" in res.json()["error"]
+    bars = np.full((60, 40 * 34), 255, np.uint8)
+    for i in range(34):
+        bars[10:50, 40 * i + 18 : 40 * i + 22] = 0
+    many = _png_bytes(Image.fromarray(bars))
+    res = client.post("/api/read", files={"file": ("m.png", many, "image/png")})
+    assert res.status_code == 422 and "more than 32" in res.json()["error"]
+    res = client.post("/api/read", content=b"junk", headers={"content-type": "text/plain"})
+    assert res.status_code == 415
     assert client.get("/healthz").status_code == 200  # still up
