@@ -50,9 +50,10 @@ def _root(
 ) -> None:
     """Train, compare, understand and use handwritten-digit recognizers.
 
-    Start with `mnistlab train`: it trains the default model past 99% test accuracy
-    in under ten seconds on a laptop CPU (`--preset fast`: one epoch, about five)
-    and leaves everything in runs/.
+    Start with `mnistlab train`: it trains the default model to about 99.5% test
+    accuracy, robust to people's own handwriting, in about half a minute on a laptop
+    CPU (`--preset fast`: 99% in one epoch, about five seconds) and leaves
+    everything in runs/.
     """
 
 
