@@ -29,15 +29,12 @@ from mnistlab.data import (
 )
 from mnistlab.errors import UsageError
 
+from .conftest import cli_env
+
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
-NAMES = [
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-]
 MNIST = get_dataset("mnist")
+NAMES = [f.name for f in MNIST.all_files()]  # train images, labels, then test
 
 if not all((SHARED / n).is_file() for n in NAMES):  # pragma: no cover
     pytest.skip(f"real MNIST not found in {SHARED}", allow_module_level=True)
@@ -60,9 +57,7 @@ def _ls(folder: Path) -> list[str]:
 
 
 def _cli(*args: str, env_data: Path | str = SHARED, **extra: str):
-    # as tests/conftest.py's cli_env: real data, mirrors on a closed local port
-    env = {**os.environ, "MNISTLAB_DATA": str(env_data), "MNISTLAB_MIRRORS": "http://127.0.0.1:9/"}
-    env.update(extra)
+    env = {**cli_env(Path(env_data)), **extra}  # real data, mirrors on a closed local port
     return subprocess.run(
         [sys.executable, "-m", "mnistlab", *args],
         capture_output=True,

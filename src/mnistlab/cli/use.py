@@ -117,7 +117,8 @@ def _predict_numbers(predictor, sources: list[str], as_json: bool, show: Path | 
         for im in drawn:
             sheet.paste(im, (0, y))
             y += im.height
-        atomic_write(show, lambda p: sheet.save(p, "PNG"))
+        with _writing(show, "show"):  # as --show without --number: one line on failure
+            atomic_write(show, lambda p: sheet.save(p, "PNG"))
     if failed:
         raise typer.Exit(1)
 
