@@ -230,23 +230,51 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to bind; localhost unless you mean it."),
     port: int = typer.Option(8000, min=1, max=65535, help="Port."),
     device: str = INFERENCE_DEVICE,
+    workers: int = typer.Option(
+        1, min=1, max=64, help="Worker processes; one per core serves the most (docs/serving.md)."
+    ),
+    timeout: float = typer.Option(
+        30.0,
+        min=1,
+        max=3600,
+        help="Seconds a request body may take to arrive (then 408), and that requests in "
+        "flight get to finish when the server stops.",
+    ),
+    access_log: bool = typer.Option(
+        False, "--access-log/--no-access-log", help="Log one line per request."
+    ),
+    backend: str = typer.Option(
+        "auto", help="auto (ONNX Runtime on the CPU when installed), torch or onnx."
+    ),
 ) -> None:
-    """Serve the drawing page and the JSON API (POST /api/predict; docs at /docs)."""
-    try:
-        import uvicorn
+    """Serve the drawing page and the JSON API (POST /api/predict; docs at /docs).
 
-        from ..serve.web import create_app
+    SIGTERM or Ctrl-C stops taking connections, lets requests in flight finish, and
+    exits. GET /healthz says the server is up; GET /readyz that its model answers."""
+    try:
+        import uvicorn  # noqa: F401
+
+        from ..serve.web.server import ServeSettings, run_server
     except ImportError:
         raise MnistlabError("the web app needs its extras: pip install 'mnistlab[web]'") from None
     from .._runtime import pick_device
 
+    if backend not in ("auto", "torch", "onnx"):
+        raise UsageError(f"--backend must be auto, torch or onnx, got {backend!r}")
     device = str(pick_device(device)) if device != "cpu" else "cpu"
+    if workers > 1 and device != "cpu":
+        raise UsageError("--workers above 1 is for the CPU; one process drives a GPU best")
     sock = _bind(host, port)  # before anything is said: the port may be taken
+    settings = ServeSettings(str(run), device, workers, timeout, access_log, backend)
+
+    def ready() -> None:
+        many = f", {workers} workers" if workers > 1 else ""
+        console.print(
+            f"serving {run} on http://{host}:{port}/{many}  (API docs: /docs; Ctrl-C stops)"
+        )
+
     try:
-        web_app = create_app(run, device)
-        server = uvicorn.Server(uvicorn.Config(web_app, log_level="warning"))
-        console.print(f"serving {run} on http://{host}:{port}/  (API docs: /docs; Ctrl-C stops)")
-        server.run(sockets=[sock])
+        run_server(sock, settings, on_ready=ready)
     finally:
         sock.close()
 

@@ -46,6 +46,7 @@ class Predictor:
     std: float
     run: object  # callable: float32 (N, 1, 28, 28) normalised -> logits (N, C) numpy
     params: int | None = None  # the model's parameter count, where known (not for ONNX)
+    backend: str = "torch"  # or "onnxruntime"
 
     def probs(self, digits: np.ndarray) -> np.ndarray:
         """Softmax probabilities ``(N, C)`` for uint8 digits ``(N, 28, 28)``."""
@@ -55,42 +56,101 @@ class Predictor:
         return e / e.sum(1, keepdims=True)
 
 
-def load_predictor(path: str | os.PathLike, device: str = "cpu") -> Predictor:
+def load_predictor(
+    path: str | os.PathLike, device: str = "cpu", backend: str = "torch", threads: int | None = None
+) -> Predictor:
+    """The model in ``path`` (a run folder, a checkpoint or an exported .onnx file).
+
+    ``backend``: ``torch``, ``onnx`` (a checkpoint is exported to ONNX in memory and run
+    by ONNX Runtime: about 0.02 ms for one digit where torch takes 0.2 ms) or ``auto``
+    (ONNX Runtime on the CPU when it is installed, else torch). ``threads``: CPU threads
+    for the model (a server's workers split the cores between them)."""
+    if backend not in ("torch", "onnx", "auto"):
+        raise UsageError(f"backend must be torch, onnx or auto, got {backend!r}", option="backend")
     p = Path(path)
     if p.suffix == ".onnx":
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise MnistlabError(
-                "predicting from ONNX needs the export extras: pip install 'mnistlab[export]'"
-            ) from None
-        from .export import onnx_metadata
-
+        _need_onnxruntime("predicting from ONNX")
         if not p.is_file():
             raise MnistlabError(f"{p}: file not found")
-        try:
-            session = ort.InferenceSession(str(p), providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise MnistlabError(f"{p}: not a readable ONNX model ({type(e).__name__})") from None
+        session = _session(str(p), threads, p)
+        from .export import onnx_metadata
+
         meta = onnx_metadata(session)
         return Predictor(
-            meta["name"],
-            list(meta["class_names"]),
-            meta["mean"],
-            meta["std"],
-            lambda x: session.run(None, {"input": x})[0],
-        )
+            meta["name"], list(meta["class_names"]), meta["mean"], meta["std"],
+            _runner(session), backend="onnxruntime",
+        )  # fmt: skip
     from ..runs.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(p, device)
     meta = model.meta
+    params = count_params(model)
+    if backend == "auto":
+        backend = "onnx" if device == "cpu" and _has_onnxruntime() else "torch"
+    if backend == "onnx":
+        if device != "cpu":
+            raise UsageError("the onnx backend runs on the CPU; use --device cpu", option="backend")
+        _need_onnxruntime("the onnx backend")
+        session = _session(_onnx_bytes(model), threads, p)
+        return Predictor(
+            meta.name, list(meta.class_names), meta.mean, meta.std, _runner(session), params,
+            "onnxruntime",
+        )  # fmt: skip
+    if threads and device == "cpu":
+        torch.set_num_threads(threads)
 
     @torch.inference_mode()
     def run(x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
 
-    params = count_params(model)
     return Predictor(meta.name, list(meta.class_names), meta.mean, meta.std, run, params)
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnx  # noqa: F401  (the exporter needs it)
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _need_onnxruntime(what: str) -> None:
+    if not _has_onnxruntime():
+        raise MnistlabError(f"{what} needs the export extras: pip install 'mnistlab[export]'")
+
+
+def _onnx_bytes(model) -> bytes:
+    """``model`` as an ONNX graph, in memory (nothing is written to disk)."""
+    import io
+    import warnings
+
+    buf = io.BytesIO()
+    x = torch.zeros(1, *model.meta.input_size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notes
+        torch.onnx.export(
+            model.cpu().eval(), (x,), buf, input_names=["input"], output_names=["logits"],
+            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=17, dynamo=False,
+        )  # fmt: skip
+    return buf.getvalue()
+
+
+def _session(model: str | bytes, threads: int | None, shown_as: Path):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.inter_op_num_threads = 1
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own exception types
+        raise MnistlabError(f"{shown_as}: not a readable ONNX model ({type(e).__name__})") from None
+
+
+def _runner(session):
+    return lambda x: session.run(None, {"input": x})[0]
 
 
 def expand_inputs(items: list[str]) -> list[str]:
