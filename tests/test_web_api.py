@@ -91,6 +91,54 @@ def test_bad_requests(client, kwargs, status, needle):
     assert needle in r.json()["error"]
 
 
+def _png_declaring(width: int, height: int) -> bytes:
+    """A PNG signature and a valid IHDR claiming ``width x height``, a tiny IDAT, no pixels
+    worth the name: what a decompression bomb's first bytes look like."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+
+
+@pytest.mark.parametrize(
+    "make,status,needle",
+    [
+        (lambda seven: _png_declaring(60000, 60000), 413, "too many pixels"),
+        (lambda seven: seven[: len(seven) // 2], 422, "truncated"),
+        (lambda seven: np.random.default_rng(0).bytes(5000), 422, "not an image"),
+        (lambda seven: b"", 422, "empty image"),
+    ],
+)
+def test_hostile_images_get_their_4xx(client, seven, make, status, needle):
+    data = make(seven)
+    for kwargs in (
+        {"files": {"file": ("x.png", data, "image/png")}},
+        {"content": data, "headers": {"Content-Type": "image/png"}},
+    ):
+        r = client.post("/api/predict", **kwargs)
+        assert r.status_code == status and needle in r.json()["error"], r.json()
+
+
+def test_multipart_without_a_boundary_is_422(client, seven):
+    r = client.post("/api/predict", content=seven, headers={"Content-Type": "multipart/form-data"})
+    assert r.status_code == 422 and "boundary" in r.json()["error"]
+
+
+def test_readiness_and_backend(client):
+    assert client.get("/readyz").json() == {
+        "status": "ready",
+        "model": "cnn",
+        "backend": "onnxruntime",
+    }
+    assert client.get("/api/model").json()["backend"] == "onnxruntime"
+
+
 def test_blank_image_is_422(client):
     r = client.post("/api/predict", files={"file": ("b.png", _png(Image.new("L", (64, 64), 255)))})
     assert r.status_code == 422 and "no ink" in r.json()["error"]

@@ -83,6 +83,10 @@ def decode_idx(data: bytes, name: str = "<bytes>") -> np.ndarray:
         raise IdxError(f"{name}: truncated header ({len(data)} of {header} bytes)")
     dims = struct.unpack(f">{ndim}I", data[4:header])
     dtype = _DTYPES[code]
+    # numpy refuses a shape whose non-zero sides multiply past its index range even when
+    # another side is 0 (an empty array), so such a header is corrupt whatever follows it
+    if math.prod(d for d in dims if d) * dtype.itemsize > np.iinfo(np.intp).max:
+        raise IdxError(f"{name}: bad IDX header: shape {tuple(dims)} is too big for any array")
     expected = math.prod(dims) * dtype.itemsize  # Python ints: a huge header cannot overflow
     found = len(data) - header
     if found != expected:

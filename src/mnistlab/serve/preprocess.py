@@ -98,7 +98,7 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Im
         raise PreprocessError(
             f"{label}: too many pixels (decompression-bomb guard)", kind="too_large"
         ) from None
-    except (OSError, SyntaxError, ValueError) as e:
+    except (OSError, SyntaxError, ValueError, RuntimeError) as e:
         if isinstance(e, OSError) and e.errno is not None:  # the file system's, not the decoder's
             raise _read_error(label, e) from None
         raise PreprocessError(
@@ -166,9 +166,13 @@ def _opaque(img: Image.Image) -> bool:
     return int(np.asarray(sample.getchannel("A")).min()) >= 250
 
 
-def _source(img: Image.Image) -> tuple[Image.Image, float, bool]:
+def _source(img: Image.Image, name: str = "image") -> tuple[Image.Image, float, bool]:
     """The picture as one grey image at full size, "L" (full scale 255) or "F" (full
     scale 1), and whether it had two levels only (spread to 0 and full scale)."""
+    if img.mode == "F" and not np.isfinite(np.asarray(img)).all():  # read_number starts here too
+        raise PreprocessError(
+            f"{name}: has NaN or infinite pixel values; save it with finite ones", kind="corrupt"
+        )
     if img.mode in ("RGBA", "LA") and _opaque(img):
         img = img.convert("L")  # opaque after all (a canvas saved as RGBA)
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F") or _has_alpha(img):
@@ -297,11 +301,7 @@ def _light_at(light: float | Image.Image, size, box, full) -> float | np.ndarray
 
 def to_mnist(img: Image.Image, name: str = "image") -> np.ndarray:
     """A uint8 (28, 28) MNIST-style digit (white on black, centred) from any image."""
-    if img.mode == "F" and not np.isfinite(np.asarray(img)).all():
-        raise PreprocessError(
-            f"{name}: has NaN or infinite pixel values; save it with finite ones", kind="corrupt"
-        )
-    src, unit, binary = _source(img)
+    src, unit, binary = _source(img, name)
     f = -(-max(src.size) // FIND_SIDE)  # find the ink on a reduction by f (1: none)
     small = src.reduce(f) if f > 1 else src
     g = _levels(small, unit, False)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging.config
 import os
+import signal
 import socket
 from copy import deepcopy
 from dataclasses import asdict, dataclass
@@ -40,6 +41,8 @@ class ServeSettings:
 def _build(s: ServeSettings):
     from .app import create_app
 
+    if HeaderDeadlineProtocol is not None:
+        HeaderDeadlineProtocol.timeout = s.timeout
     return create_app(s.run, s.device, backend=s.backend, threads=s.threads(), timeout=s.timeout)
 
 
@@ -59,15 +62,63 @@ def _log_config(access_log: bool) -> dict:
     return config
 
 
-def _uvicorn_config(app, s: ServeSettings, **extra):
-    import importlib.util
+try:  # uvicorn's C-parser protocol, from the web extra's httptools
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # uvicorn falls back to its pure-Python h11 protocol
+    HttpToolsProtocol = None
 
+if HttpToolsProtocol is not None:
+
+    class HeaderDeadlineProtocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol plus what uvicorn lacks: a connection whose
+        request line and headers have not all arrived ``timeout`` seconds after they
+        began is closed, so trickled headers (slowloris) cannot pile up connections.
+        A module-level class, so that uvicorn can hand it to spawned workers; each
+        worker sets ``timeout`` from its settings (``app_from_env``)."""
+
+        timeout = 30.0
+        _timer = None
+
+        def _arm(self) -> None:
+            if self._timer is None:
+                self._timer = self.loop.call_later(self.timeout, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _too_slow(self) -> None:
+            self._timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm()  # until the first request's headers are in
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()  # a later request on a kept-alive connection
+
+        def on_headers_complete(self) -> None:
+            self._disarm()  # from here the body has its own deadline (body.read_body)
+            super().on_headers_complete()
+
+        def connection_lost(self, exc) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+else:
+    HeaderDeadlineProtocol = None
+
+
+def _uvicorn_config(app, s: ServeSettings, **extra):
     import uvicorn
 
-    fast = importlib.util.find_spec("httptools") is not None  # C parser, the web extra
     return uvicorn.Config(
         app,
-        http="httptools" if fast else "h11",
+        http=HeaderDeadlineProtocol or "h11",
         loop="auto",  # uvloop where it is installed
         access_log=s.access_log,
         log_config=_log_config(s.access_log),
@@ -87,6 +138,10 @@ def run_server(sock: socket.socket, settings: ServeSettings, on_ready=None) -> N
     app = _build(settings)
     if settings.workers == 1:
         server = uvicorn.Server(_uvicorn_config(app, settings))
+        # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler
+        # it found: make that one a no-op, so a graceful stop exits 0, not killed by it
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: None)
         if on_ready:
             on_ready()
         server.run(sockets=[sock])
