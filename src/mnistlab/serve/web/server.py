@@ -32,18 +32,15 @@ class ServeSettings:
     access_log: bool = False
     backend: str = "auto"
 
-    def threads(self) -> int:
-        """The model's CPU threads in each worker: the cores shared out between workers."""
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return max(1, (cores or 1) // self.workers)
-
 
 def _build(s: ServeSettings):
     from .app import create_app
 
     if HeaderDeadlineProtocol is not None:
         HeaderDeadlineProtocol.timeout = s.timeout
-    return create_app(s.run, s.device, backend=s.backend, threads=s.threads(), timeout=s.timeout)
+    # One model thread per worker: a request holds one digit (a number, at most 32), too
+    # little to share out, and a second thread only spins, waiting; cores go to workers
+    return create_app(s.run, s.device, backend=s.backend, threads=1, timeout=s.timeout)
 
 
 def app_from_env():
