@@ -16,7 +16,7 @@ export MNISTLAB_DATA := $(SHARED_MNIST)
 endif
 endif
 
-.PHONY: setup train test bench lint format clean
+.PHONY: setup train test bench lint format clean fuzz
 
 setup: $(STAMP)
 
@@ -39,6 +39,11 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q $(ARGS)
+
+FUZZ_SECONDS ?= 60
+fuzz: $(STAMP)  # atheris harnesses, FUZZ_SECONDS each -> a table (docs/reliability.md)
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/pip install --quiet -e '.[fuzz]'
+	$(BIN)/python fuzz/run.py --seconds $(FUZZ_SECONDS)
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -70,7 +70,7 @@ class NumberResult:
 def _ink(img: Image.Image, name: str) -> tuple[np.ndarray, float]:
     """Ink in [0, 1] (white on black) of ``img`` reduced until its shorter side is at most
     ``WORK_SIDE``, and the reduction factor."""
-    src, unit, _ = _source(img)
+    src, unit, _ = _source(img, name)
     # a row of digits is wide: its height, not its length, sets the digits' resolution
     f = max(1, -(-min(src.size) // WORK_SIDE))
     small = src.reduce(f) if f > 1 else src
@@ -86,9 +86,17 @@ def _ink(img: Image.Image, name: str) -> tuple[np.ndarray, float]:
     return np.clip(r / top, 0, 1), float(f)
 
 
-def _groups(mask: np.ndarray) -> list[np.ndarray]:
+def _too_many(name: str, count: int) -> PreprocessError:
+    return PreprocessError(
+        f"{name}: {count} digits found, more than {MAX_DIGITS}; crop it to one number",
+        kind="too_many_digits",
+    )
+
+
+def _groups(mask: np.ndarray, name: str) -> list[np.ndarray]:
     """Boolean masks, one per digit candidate, left to right: components with specks
-    dropped and the parts of one digit merged."""
+    dropped and the parts of one digit merged. Cutting only adds digits, so more than
+    ``MAX_DIGITS`` groups is refused here, before a mask is made for each."""
     labels, n = ndimage.label(mask, structure=EIGHT)
     if n == 0:
         return []
@@ -135,6 +143,8 @@ def _groups(mask: np.ndarray) -> list[np.ndarray]:
         o[4] = o[4] + m[4]
         del merged[i]
         i = 0
+    if len(merged) > MAX_DIGITS:
+        raise _too_many(name, len(merged))
     return [np.isin(labels, m[4]) for m in merged]
 
 
@@ -150,9 +160,24 @@ def _digit(ink: np.ndarray, mask: np.ndarray, name: str) -> np.ndarray:
     return to_mnist(Image.fromarray(np.pad(piece, 4), "F"), name)
 
 
-def _split(predictor, ink, mask, height: float, name: str, depth: int = 0) -> list[np.ndarray]:
+class _Count:
+    """Digits found so far, every group counted as one until it is cut: a cut that takes
+    the count past ``MAX_DIGITS`` refuses the image at once, which bounds the cutting
+    (and the classifier's work) for any image, a few kB of wavy lines included."""
+
+    def __init__(self, groups: int, name: str) -> None:
+        self.digits, self.name = groups, name
+
+    def one_more(self) -> None:
+        self.digits += 1
+        if self.digits > MAX_DIGITS:
+            raise _too_many(self.name, self.digits)
+
+
+def _split(predictor, ink, mask, height: float, count: _Count, depth: int = 0) -> list:
     """``mask`` as one digit, or cut in two where the classifier is surest of both sides
     (and each side again while it stays wide)."""
+    name = count.name
     x0, _, x1, _ = _box(mask)
     w = x1 - x0
     if w <= WIDE * height or depth > 5:
@@ -181,24 +206,22 @@ def _split(predictor, ink, mask, height: float, name: str, depth: int = 0) -> li
     whole = float(predictor.probs(_digit(ink, mask, name)[None]).max())
     if whole >= best_score and w <= 1.5 * height:  # one wide digit after all
         return [mask]
-    return [part for side in best for part in _split(predictor, ink, side, height, name, depth + 1)]
+    count.one_more()
+    return [
+        part for side in best for part in _split(predictor, ink, side, height, count, depth + 1)
+    ]
 
 
 def segment(predictor, img: Image.Image, name: str = "image") -> tuple[list, np.ndarray, float]:
     """(digit masks left to right, the ink they are masks of, its reduction factor)."""
     ink, f = _ink(img, name)
     mask = ink > _otsu(ink)
-    groups = _groups(mask)
+    groups = _groups(mask, name)
     if not groups:
         raise PreprocessError(f"{name}: no ink found", kind="no_ink")
     height = float(np.median([_box(g)[3] - _box(g)[1] for g in groups]))
-    masks = [m for g in groups for m in _split(predictor, ink, g, height, name)]
-    if len(masks) > MAX_DIGITS:
-        raise PreprocessError(
-            f"{name}: {len(masks)} digits found, more than {MAX_DIGITS}; crop it to one number",
-            kind="too_many_digits",
-        )
-    return masks, ink, f
+    count = _Count(len(groups), name)
+    return [m for g in groups for m in _split(predictor, ink, g, height, count)], ink, f
 
 
 def read_number(predictor, img: Image.Image, name: str = "image") -> NumberResult:

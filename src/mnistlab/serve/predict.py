@@ -77,9 +77,13 @@ def load_predictor(
 
         meta = onnx_metadata(session)
         return Predictor(
-            meta["name"], list(meta["class_names"]), meta["mean"], meta["std"],
-            _runner(session), backend="onnxruntime",
-        )  # fmt: skip
+            meta["name"],
+            list(meta["class_names"]),
+            meta["mean"],
+            meta["std"],
+            _runner(session),
+            backend="onnxruntime",
+        )
     from ..runs.checkpoint import load_checkpoint
 
     model, _ = load_checkpoint(p, device)
@@ -93,9 +97,14 @@ def load_predictor(
         _need_onnxruntime("the onnx backend")
         session = _session(_onnx_bytes(model), threads, p)
         return Predictor(
-            meta.name, list(meta.class_names), meta.mean, meta.std, _runner(session), params,
+            meta.name,
+            list(meta.class_names),
+            meta.mean,
+            meta.std,
+            _runner(session),
+            params,
             "onnxruntime",
-        )  # fmt: skip
+        )
     if threads and device == "cpu":
         torch.set_num_threads(threads)
 
@@ -130,9 +139,15 @@ def _onnx_bytes(model) -> bytes:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notes
         torch.onnx.export(
-            model.cpu().eval(), (x,), buf, input_names=["input"], output_names=["logits"],
-            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}}, opset_version=17, dynamo=False,
-        )  # fmt: skip
+            model.cpu().eval(),
+            (x,),
+            buf,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+            opset_version=17,
+            dynamo=False,
+        )
     return buf.getvalue()
 
 

@@ -83,7 +83,7 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Im
                     f"{label}: {w}x{h} is over the limit of {MAX_PIXELS:,} pixels; scale it down",
                     kind="too_large",
                 )
-            img.load()
+            img = ImageOps.exif_transpose(img)  # decodes it all, then turns it upright
     except FileNotFoundError:
         raise PreprocessError(f"{label}: file not found", kind="not_found") from None
     except IsADirectoryError:
@@ -104,7 +104,7 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Im
         raise PreprocessError(
             f"{label}: corrupt or truncated image ({e})", kind="corrupt"
         ) from None
-    return ImageOps.exif_transpose(img)
+    return img
 
 
 def _check_regular(path: str | os.PathLike, label: str) -> None:

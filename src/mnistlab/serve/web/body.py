@@ -35,17 +35,25 @@ async def read_body(request, limit: int, timeout: float) -> bytes:
     that trickles in must not hold a worker's connection forever)."""
     declared = request.headers.get("content-length")
     too_large = f"request body over {limit // (1024 * 1024)} MB"
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(too_large, kind="too_large")
-    chunks, size = [], 0
+    # ASCII digits only ("²", a Latin-1 header byte, passes isdigit() but not int()), and
+    # never over 18 of them (int() refuses 4,300 or more; 19 is over any limit anyway)
+    if declared and declared.isascii() and declared.isdigit():
+        value = declared.lstrip("0") or "0"
+        if len(value) > 18 or int(value) > limit:
+            raise ApiError(too_large, kind="too_large")
+    chunks: list[bytes] = []
+
+    async def collect() -> None:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise ApiError(too_large, kind="too_large")
+            chunks.append(chunk)
+
     try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise ApiError(too_large, kind="too_large")
-                chunks.append(chunk)
-    except TimeoutError:
+        await asyncio.wait_for(collect(), timeout)  # (asyncio.timeout needs Python 3.11)
+    except asyncio.TimeoutError:
         raise ApiError(
             f"request body took longer than {timeout:g} s to arrive; send it in one go",
             kind="timeout",
