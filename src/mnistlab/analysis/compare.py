@@ -204,7 +204,7 @@ def _speed(model: torch.nn.Module, device, batch: int = 1000) -> tuple[float, fl
     return statistics.median(rates), statistics.median(lat)
 
 
-def _summarise(entry: Entry, runs: list[Path], device) -> dict:
+def _summarise(label: str, runs: list[Path], device) -> dict:
     from .summary import summarize
 
     accs, secs, curves = [], [], []
@@ -229,8 +229,8 @@ def _summarise(entry: Entry, runs: list[Path], device) -> dict:
     summ = summarize(model)
     ips, latency = _speed(model, device)
     return {
-        "label": entry.label,
-        "model": entry.config.model,
+        "label": label,
+        "model": model.meta.name,
         "seeds": len(runs),
         "test_acc_mean": statistics.mean(accs),
         "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else None,  # one seed: none
@@ -251,40 +251,60 @@ def compare(
     out: str | os.PathLike,
     reporter_factory=None,
     log=print,
+    jobs: int = 1,
+    shard: tuple[int, int] | None = None,
 ) -> list[dict] | None:
     """Train what is missing, then write comparison.{md,csv,json}, charts and report.html.
 
-    Returns the rows, or None if a run was interrupted (run the same call again to go on).
+    ``jobs``: runs trained at once, in parallel processes (``sweep.run_parallel``);
+    ``shard=(i, n)``: train only every n-th run from the i-th, and write the comparison
+    only once every run has finished here (else merge the shards' folders with
+    ``merge``). Returns the rows, [] for a shard whose comparison is not whole yet, or
+    None if a run was interrupted (run the same call again to go on).
     """
+    from .sweep import run_parallel, write_suite
+
     check_entries_and_seeds([e.label for e in entries], seeds)
     out = output_folder(out, option="out")
-    done: dict[str, list[Path]] = {}
-    for entry in entries:
-        done[entry.label] = []
-        for seed in seeds:
-            name = f"{slug(entry.label)}-s{seed}"
-            run_dir = out / name
-            cfg = dataclasses.replace(entry.config, seed=seed, out_dir=str(out), run_name=name)
-            _check_readable(run_dir)
-            if (run_dir / "config.json").is_file():
-                _check_same_recipe(run_dir, cfg)
-            if is_finished(run_dir):
-                log(f"{name}: done already, kept")
-            else:
-                resume = run_dir if (run_dir / "last.json").is_file() else None
-                if run_dir.exists() and resume is None:  # started but never saved a step
-                    shutil.rmtree(run_dir)
-                log(f"{name}: {'resuming' if resume else 'training'} {entry.config.model}")
-                reporter = reporter_factory() if reporter_factory else Reporter()
-                result = fit(cfg, resume=resume, reporter=reporter)
-                reporter.close()
-                if result.interrupted:
-                    return None
-            done[entry.label].append(run_dir)
+    names = [[f"{slug(e.label)}-s{seed}" for seed in seeds] for e in entries]
+    write_suite(out, [e.label for e in entries], names, seeds, shard)
+    units = [(e, seed, f"{slug(e.label)}-s{seed}") for e in entries for seed in seeds]
+    mine = units[shard[0] :: shard[1]] if shard else units
+    todo = []
+    for entry, seed, name in mine:
+        run_dir = out / name
+        cfg = dataclasses.replace(entry.config, seed=seed, out_dir=str(out), run_name=name)
+        _check_readable(run_dir)
+        if (run_dir / "config.json").is_file():
+            _check_same_recipe(run_dir, cfg)
+        if is_finished(run_dir):
+            log(f"{name}: done already, kept")
+            continue
+        resume = run_dir if (run_dir / "last.json").is_file() else None
+        if run_dir.exists() and resume is None:  # started but never saved a step
+            shutil.rmtree(run_dir)
+        todo.append((cfg, resume))
+    if jobs > 1 and len(todo) > 1:
+        if not run_parallel([(c, str(r) if r else None) for c, r in todo], jobs, log):
+            return None
+    else:
+        for cfg, resume in todo:
+            log(f"{cfg.run_name}: {'resuming' if resume else 'training'} {cfg.model}")
+            reporter = reporter_factory() if reporter_factory else Reporter()
+            result = fit(cfg, resume=resume, reporter=reporter)
+            reporter.close()
+            if result.interrupted:
+                return None
+    if shard and not all(is_finished(out / name) for _, _, name in units):
+        log(f"shard {shard[0]}/{shard[1]}: its {len(mine)} runs are done in {out}")
+        return []
     from .._runtime import pick_device
 
     device = pick_device(entries[0].config.device)
-    rows = [_summarise(e, done[e.label], device) for e in entries]
+    rows = [
+        _summarise(e.label, [out / n for n in row], device)
+        for e, row in zip(entries, names, strict=True)
+    ]
     write_outputs(rows, out, seeds)
     return rows
 

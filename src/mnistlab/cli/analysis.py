@@ -167,23 +167,41 @@ def compare(
     data_dir: Path = DATA_DIR,
     device: str = DEVICE,
     dry_run: bool = typer.Option(False, "--dry-run", help="Two batches per run, to check it all."),
+    jobs: int = typer.Option(
+        1, min=1, max=64, help="Runs trained at once, as processes sharing the cores fairly."
+    ),
+    shard: str = typer.Option(
+        None, help="i/n: train only this machine's share of the runs (0 <= i < n)."
+    ),
+    report: bool = typer.Option(
+        False, "--report", help="Merge: the arguments are comparison folders (the shards)."
+    ),
 ) -> None:
     """Train several models over several seeds and compare accuracy, size, speed and curves.
 
     Writes comparison.md/.csv/.json, accuracy.png, tradeoff.png, curves.png and
     report.html. Finished runs are kept: run the same command again to continue
-    after Ctrl-C, or to add seeds.
+    after Ctrl-C, or to add seeds. To spread it over machines, run the same command
+    with --shard 0/N ... N-1/N, then `mnistlab compare --report DIR...` (docs/distributed.md).
     """
     from ..analysis.compare import (
         SUITES,
         check_entries_and_seeds,
-        comparison_table,
         parse_entry,
         slug,
     )
     from ..analysis.compare import compare as run_compare
+    from ..analysis.sweep import merge, parse_shard
     from .progress import RichReporter
 
+    if report:
+        if not entries:
+            raise UsageError("--report takes the comparison folders to merge")
+        folders = [Path(e) for e in entries]
+        rows, seed_list, folder = merge(folders, out, device or "auto", console.print)
+        _show_comparison(rows, seed_list, folder)
+        return
+    shard_of = parse_shard(shard)
     if list_suites:
         rows = [[name, f"{s['about']}: {', '.join(s['entries'])}"] for name, s in SUITES.items()]
         console.print(table("mnistlab compare --suite NAME", ["suite", "what"], rows, left=2))
@@ -218,10 +236,21 @@ def compare(
     parsed = [parse_entry(e, recipe, preset, overrides) for e in entries]
     name = suite or "-vs-".join(slug(e.label) for e in parsed)
     folder = out if out is not None else Path("runs") / f"compare-{name}"
-    rows = run_compare(parsed, seed_list, folder, lambda: RichReporter(console), console.print)
+    rows = run_compare(
+        parsed, seed_list, folder, lambda: RichReporter(console), console.print, jobs, shard_of
+    )
     if rows is None:
         console.print(f"[yellow]interrupted[/]; run the same command again to continue ({folder})")
         raise typer.Exit(130)
+    if not rows:  # a shard, the others not all done here
+        console.print(f"merge the shards with: mnistlab compare --report {folder} ...")
+        return
+    _show_comparison(rows, seed_list, folder)
+
+
+def _show_comparison(rows: list[dict], seed_list: list[int], folder: Path) -> None:
+    from ..analysis.compare import comparison_table
+
     shown = ", ".join(map(str, seed_list))
     console.print(table(f"comparison · seeds {shown}", *comparison_table(rows)))
     console.print(

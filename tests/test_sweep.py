@@ -1,0 +1,112 @@
+"""Spreading ``mnistlab compare`` out: ``--jobs`` (parallel processes, fair threads),
+``--shard i/n`` (one machine's share) and ``--report DIR...`` (the shards merged), run
+as a user runs them, on real MNIST (dry runs: two batches each)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnistlab.analysis.sweep import fair_threads, parse_shard
+from mnistlab.errors import UsageError
+from tests.conftest import cli_env
+
+ENTRIES = ["linear", "mlp-small"]
+SEEDS = "0,1"
+
+
+def test_parse_shard():
+    assert parse_shard(None) is None
+    assert parse_shard("0/1") == (0, 1) and parse_shard("3/4") == (3, 4)
+    for bad in ("4/4", "1", "a/b", "-1/2", "1/0", "1/2/3"):
+        with pytest.raises(UsageError, match="shard"):
+            parse_shard(bad)
+
+
+def test_fair_threads_share_the_cores():
+    import os
+
+    cores = len(os.sched_getaffinity(0))
+    assert fair_threads(1) == cores and fair_threads(cores) == 1
+    assert fair_threads(4 * cores) == 1  # never zero
+
+
+def _compare(mnist_dir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mnistlab", "compare", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=cli_env(mnist_dir),
+    )
+
+
+def _accs(folder: Path) -> dict:
+    rows = json.loads((folder / "comparison.json").read_text())["rows"]
+    return {r["label"]: r["test_accs"] for r in rows}
+
+
+@pytest.mark.slow
+def test_shards_merged_equal_one_machine_running_them_in_parallel(tmp_path, mnist_dir):
+    whole, s0, s1 = tmp_path / "whole", tmp_path / "s0", tmp_path / "s1"
+    common = [*ENTRIES, "--seeds", SEEDS, "--dry-run"]
+
+    proc = _compare(mnist_dir, *common, "--jobs", "2", "--out", str(whole))
+    assert proc.returncode == 0, proc.stderr
+    threads = {
+        json.loads((r / "config.json").read_text())["threads"]
+        for r in whole.iterdir()
+        if r.is_dir()
+    }
+    assert threads == {fair_threads(2)}  # each of the 2 jobs got its share of the cores
+
+    for i, folder in enumerate((s0, s1)):
+        proc = _compare(mnist_dir, *common, "--shard", f"{i}/2", "--out", str(folder))
+        assert proc.returncode == 0, proc.stderr
+        assert f"shard {i}/2: its 2 runs are done" in proc.stdout
+        assert not (folder / "comparison.json").exists()  # half a comparison is none
+    # every second run from the first, for shard 0: (linear, 0), (mlp-small, 0)
+    assert sorted(p.name for p in s0.iterdir() if p.is_dir()) == ["linear-s0", "mlp-small-s0"]
+    assert sorted(p.name for p in s1.iterdir() if p.is_dir()) == ["linear-s1", "mlp-small-s1"]
+
+    alone = _compare(mnist_dir, "--report", str(s0))
+    assert alone.returncode == 1 and "2 runs are not finished" in alone.stderr
+    assert "linear-s1" in alone.stderr and "Traceback" not in alone.stderr
+
+    merged = tmp_path / "merged"
+    proc = _compare(mnist_dir, "--report", str(s0), str(s1), "--out", str(merged))
+    assert proc.returncode == 0, proc.stderr
+    got, want = _accs(merged), _accs(whole)
+    assert got.keys() == want.keys() == set(ENTRIES)
+    for label in ENTRIES:  # the same runs, trained elsewhere: the same accuracies
+        assert got[label] == pytest.approx(want[label], abs=0.005)
+    assert (merged / "report.html").is_file() and (merged / "accuracy.png").is_file()
+
+
+@pytest.mark.slow
+def test_merging_two_different_comparisons_is_refused(tmp_path, mnist_dir):
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert (
+        _compare(mnist_dir, *ENTRIES, "--seeds", "0", "--dry-run", "--out", str(a)).returncode == 0
+    )
+    assert (
+        _compare(mnist_dir, *ENTRIES, "--seeds", "1", "--dry-run", "--out", str(b)).returncode == 0
+    )
+    proc = _compare(mnist_dir, "--report", str(a), str(b))
+    assert proc.returncode == 1 and "another comparison" in proc.stderr
+    proc = _compare(mnist_dir, "--report", str(tmp_path))
+    assert proc.returncode == 1 and "no suite.json" in proc.stderr
+
+
+def test_bad_shard_and_jobs_are_usage_errors(mnist_dir):
+    for args, needle in (
+        (["--shard", "2/2"], "--shard"),
+        (["--jobs", "0"], "--jobs"),
+        (["--report"], "--report takes the comparison folders"),
+    ):
+        proc = _compare(mnist_dir, *(ENTRIES if args[0] != "--report" else []), *args)
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
