@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import os
+import shlex
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 
@@ -106,7 +111,9 @@ def train(
     run_name: str = CONFIG_OPTIONS["run_name"],
     data_dir: Path = DATA_DIR,
     device: str = DEVICE,
-    threads: int = typer.Option(None, help="CPU threads for torch. \\[default: torch's choice]"),
+    threads: int = typer.Option(
+        None, help="CPU threads for torch. \\[default: torch's choice; 1 per rank under torchrun]"
+    ),
     channels_last: bool = typer.Option(
         True, help="Keep conv weights and activations NHWC: faster on CPU (benchmarks/results.md)."
     ),
@@ -114,6 +121,11 @@ def train(
         False, "--dry-run", help="One epoch of 2 batches: checks everything runs."
     ),
     resume: Path = typer.Option(None, help="Continue the run in this folder where it stopped."),
+    nproc: int = typer.Option(
+        None,
+        help="Train with N processes on this machine: runs this command under "
+        "`torchrun --standalone --nproc-per-node N` (docs/distributed.md).",
+    ),
 ) -> None:
     """Train a model and write a run folder: config, metrics, checkpoints and curves.
 
@@ -122,8 +134,11 @@ def train(
     augmentations (affine2+thickness+ink+lowres), so that it reads people's own digits as well as
     MNIST's (docs/handwriting.md). Ctrl-C stops after the current step and
     saves the state; `--resume RUN` continues exactly where it stopped.
+
+    It runs unchanged under torchrun (or with `--nproc N`): each process trains on
+    its share of every batch and rank 0 writes the run folder (docs/distributed.md).
     """
-    from ..train import TrainConfig, fit
+    from ..train import Reporter, TrainConfig, dist, fit
     from .progress import RichReporter
 
     if list_presets:
@@ -150,19 +165,30 @@ def train(
         channels_last=channels_last,
         dry_run=dry_run,
     )
-    reporter = RichReporter(console)
+    if nproc is not None:
+        _launch(ctx, nproc, cfg, resume)
+        return
+    main, ranks = dist.is_main(), dist.world_size()  # under torchrun, rank 0 alone talks
+    reporter = RichReporter(console) if main else Reporter()
     try:
         result = fit(cfg, resume=resume, reporter=reporter, device_override=device)
+    except dist.ReportedByMain as e:  # rank 0 says it (this rank's reporter is silent)
+        _end_rank(e.exit_code)
     finally:
         reporter.close()
+    if not main:
+        _end_rank(130 if result.interrupted else 0)
     run = result.run_dir
     if result.interrupted:
         p = result.position
+        launch = f"--nproc {ranks} " if ranks > 1 else ""
         console.print(
             f"[yellow]interrupted[/] at epoch {p['epoch']}, step {p['step']}; "
             f"state saved in {run}\n"
-            f"resume with: mnistlab train --resume {run}"
+            f"resume with: mnistlab train {launch}--resume {run}"
         )
+        if ranks > 1:
+            _end_rank(130)
         raise typer.Exit(130)
     best = result.best
     if best and "test_acc" in best:
@@ -179,6 +205,23 @@ def train(
     report = write_run_report(run, cfg.data_dir)
     console.print(f"run folder: {run}  (checkpoints, metrics.jsonl, curves.png, eval/)")
     console.print(f"report: {report}")
+    if ranks > 1:
+        _end_rank(0)
+
+
+def _end_rank(status: int) -> NoReturn:
+    """End a torchrun rank now, without Python's shutdown: everything is written.
+
+    DDP keeps the gloo group's worker threads alive past ``destroy_process_group``,
+    and one still releasing a finished collective's tensors while the interpreter
+    shuts down aborts the process ("terminate called without an active exception",
+    about 1 run in 40 here); torchrun would then call the run failed and kill the
+    other ranks, perhaps before rank 0 has written the report.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 def _print_presets() -> None:
@@ -186,3 +229,85 @@ def _print_presets() -> None:
 
     rows = [[name, values["_about"]] for name, values in PRESETS.items()]
     console.print(table("mnistlab train --preset NAME", ["preset", "recipe"], rows, left=2))
+
+
+def _launch(ctx: typer.Context, nproc: int, cfg, resume: Path | None) -> None:
+    """Run this very command on ``nproc`` ranks on this machine, as torchrun would.
+
+    Checks what it can first, so that a bad value is one line rather than one per
+    rank. This process is torchrun's agent (``elastic_launch``, in process, so that
+    a failure or a Ctrl-C ends in one line rather than torchrun's traceback). Ctrl-C
+    reaches it and it passes it on to the ranks: they stop after the same step and
+    rank 0 saves the state, as in one process.
+    """
+    from ..runs import folder
+    from ..train import dist
+
+    if not 1 <= nproc <= 1024:
+        raise UsageError(f"must be between 1 and 1024, got {nproc}", option="nproc")
+    if "WORLD_SIZE" in os.environ:
+        raise UsageError("is for a plain `mnistlab train`; this one already runs under torchrun")
+    batch = cfg.validate().batch_size
+    if resume is not None:  # the saved one; rank 0 checks the rest of the folder
+        batch = folder.read_config(resume).get("batch_size")
+    if isinstance(batch, int):
+        dist.check_batch(batch, ranks=nproc)
+    args = ["train", *_given_args(ctx)]
+    console.print(
+        f"[dim]torchrun --standalone --nproc-per-node {nproc} -m mnistlab {shlex.join(args)}[/]"
+    )
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default for the ranks
+    code = _run_ranks(nproc, [sys.executable, "-m", "mnistlab", *args])
+    if code:
+        raise typer.Exit(code)
+
+
+def _run_ranks(nproc: int, command: list[str]) -> int:
+    """Run ``command`` as ``nproc`` ranks (torchrun --standalone); its exit status.
+
+    A rank that fails has said why; torchrun's own logs would only repeat it.
+    """
+    import logging
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=str(uuid.uuid4()),
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+    )
+    try:
+        elastic_launch(config, command[0])(*command[1:])
+    except SignalException:  # Ctrl-C: the ranks have stopped and rank 0 said where
+        return 130
+    except ChildFailedError as e:
+        _, failure = e.get_first_failure()
+        return failure.exitcode if failure.exitcode > 0 else 1
+    return 0
+
+
+def _given_args(ctx: typer.Context) -> list[str]:
+    """The options given on this command line (but --nproc), as flags again."""
+    args = []
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name)
+        if param.name == "nproc" or source is None or source.name == "DEFAULT":
+            continue
+        value = ctx.params[param.name]
+        if param.is_flag and param.secondary_opts:  # --channels-last / --no-channels-last
+            args.append(param.opts[0] if value else param.secondary_opts[0])
+        elif param.is_flag:
+            args += [param.opts[0]] if value else []
+        else:
+            args += [param.opts[0], str(value)]
+    return args

@@ -5,6 +5,10 @@ an index into it, taken from a permutation seeded by (seed, epoch), and is
 normalised on the fly. There are no worker processes and no per-sample Python,
 and an epoch's order can be recreated exactly, which is what makes resuming in the
 middle of an epoch land where an uninterrupted run would.
+
+In distributed training (``train/dist.py``) each rank holds the whole split, draws
+the same order and takes its own contiguous share of every batch: together the
+ranks see exactly the batches one process would.
 """
 
 from __future__ import annotations
@@ -84,11 +88,17 @@ def load_split(
     return x, y
 
 
+def _all(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
 class DeviceLoader:
     """Batches ``(x_normalised, y)`` from tensors already on the device.
 
     ``batches(epoch, start)`` yields the epoch's batches from number ``start`` on;
-    the order depends only on ``(seed, epoch)``.
+    the order depends only on ``(seed, epoch)``. With ``world_size`` > 1 it yields
+    rank ``rank``'s share of each batch: rows ``rank * k`` to ``(rank + 1) * k`` of
+    it, ``k = batch_size // world_size``, augmented as in one process.
     """
 
     def __init__(
@@ -103,13 +113,21 @@ class DeviceLoader:
         drop_last: bool = False,
         max_batches: int | None = None,
         augment: Augment | None = None,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if batch_size < 1:
             raise UsageError(f"must be at least 1, got {batch_size}", option="batch_size")
+        if world_size > 1 and (batch_size % world_size or not drop_last):
+            raise UsageError(
+                f"{batch_size} does not divide into {world_size} equal shares of full batches",
+                option="batch_size",
+            )
         self.images, self.labels = images, labels
         self.batch_size, self.mean, self.std = batch_size, mean, std
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.max_batches, self.augment = max_batches, augment
+        self.rank, self.world_size = rank, world_size
 
     def __len__(self) -> int:
         n = len(self.images)
@@ -130,12 +148,14 @@ class DeviceLoader:
         n, bs = len(self.images), self.batch_size
         gen = self._generator(epoch)
         order = torch.randperm(n, generator=gen).to(self.images.device) if self.shuffle else None
+        # this rank's rows of each batch, or all of them to augment (see below)
+        pick = self._share if self.augment is None else _all
         for b in range(start, len(self)):
             sl = slice(b * bs, min((b + 1) * bs, n))
             if order is None:
-                x, y = self.images[sl], self.labels[sl]
+                x, y = pick(self.images[sl]), pick(self.labels[sl])
             else:
-                idx = order[sl]
+                idx = pick(order[sl])
                 x, y = self.images[idx], self.labels[idx]
             if self.augment is None:
                 x = normalize(x, self.mean, self.std)  # (B, 1, 28, 28) float32
@@ -146,8 +166,19 @@ class DeviceLoader:
                     (self.seed * 1_000_003 + epoch) * 100_003 + b
                 )
                 x = self.augment(x.to(torch.float32).div_(255.0), aug_gen, y)
+                # An augmentation draws its numbers for the whole batch from one stream,
+                # so each rank augments the whole batch and keeps its rows: the pixels
+                # one process would train on, for the cost of augmenting them all
+                x, y = self._share(x), self._share(y)
                 x = standardize(x, self.mean, self.std)
             yield x, y
+
+    def _share(self, t: torch.Tensor) -> torch.Tensor:
+        """This rank's rows of a batch: all of them in one process."""
+        if self.world_size == 1:
+            return t
+        k = self.batch_size // self.world_size
+        return t[self.rank * k : (self.rank + 1) * k]
 
     def __iter__(self):
         return self.batches(0)

@@ -3,11 +3,14 @@
 ``fit`` reads top to bottom: set up, then for each epoch train, evaluate, keep the
 best checkpoint on validation and save the state to resume from. Training writes
 data only (config, metrics, checkpoints); the pictures and the report are
-analysis's job.
+analysis's job. Under torchrun the same code trains on every rank; the few
+distributed steps are calls into ``dist`` (``train/dist.py``), which do nothing in
+one process.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -23,15 +26,18 @@ from ..data.loader import DeviceLoader, MnistData, load_data
 from ..errors import MnistlabError, UsageError
 from ..models import count_params, create_model
 from ..runs import folder
-from ..runs.checkpoint import load_checkpoint, read_checkpoint_json, save_checkpoint
+from ..runs.checkpoint import save_checkpoint
+from . import dist
 from .config import TrainConfig
-from .loop import Diverged, EpochPosition, StopFlag, evaluate, train_one_epoch
+from .loop import CHECK_EVERY, Diverged, EpochPosition, StopFlag, evaluate, train_one_epoch
 from .optim import LossFn, make_loss, make_optimizer, make_scheduler
-from .state import capture_state, check_resume_doc, check_saved_recipe, restore_state
+from .resume import Progress, restore, saved_config
+from .state import capture_state
 
 __all__ = ["FitResult", "Reporter", "build_training", "fit", "make_train_loader"]
 
 DRY_RUN_BATCHES, DRY_RUN_EVAL = 2, 512
+STOP_EVERY = 10  # steps between the ranks' agreements on Ctrl-C, on the CPU
 
 
 class Reporter:
@@ -61,8 +67,11 @@ def make_train_loader(
     mean: float,
     std: float,
     max_batches: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DeviceLoader:
-    """The training batches of ``cfg``: seeded shuffle, full batches, its augmentation."""
+    """The training batches of ``cfg``: seeded shuffle, full batches, its augmentation
+    (rank ``rank``'s share of each, in distributed training)."""
     return DeviceLoader(
         images,
         labels,
@@ -74,6 +83,8 @@ def make_train_loader(
         drop_last=True,
         max_batches=max_batches,
         augment=make_augment(cfg.augment),
+        rank=rank,
+        world_size=world_size,
     )
 
 
@@ -116,7 +127,7 @@ class _Training:
     std: float
     epochs: int
     loader: DeviceLoader
-    model: torch.nn.Module
+    model: torch.nn.Module  # what evaluation and checkpoints use
     optimizer: torch.optim.Optimizer
     scheduler: object
     loss_fn: LossFn
@@ -124,11 +135,12 @@ class _Training:
 
 
 def _build(cfg: TrainConfig) -> _Training:
-    device = pick_device(cfg.device)
+    device = dist.rank_device(pick_device(cfg.device))
     if device.type == "cpu":
         keep_freed_memory()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    ranks = dist.world_size()
+    if cfg.threads or ranks > 1:  # under torchrun: 1 thread per rank unless asked
+        torch.set_num_threads(cfg.threads or 1)
     torch.manual_seed(cfg.seed)
     data = load_data(cfg.dataset, cfg.data_dir, device, cfg.val_size, cfg.seed, cfg.train_subset)
     left = len(data.train[0])
@@ -138,11 +150,14 @@ def _build(cfg: TrainConfig) -> _Training:
             f"images once val_size {cfg.val_size:,} are held out; give at most {left:,}",
             option="train_subset",
         )
+    dist.check_batch(cfg.batch_size, left)
     mean = data.info.mean if cfg.mean is None else cfg.mean
     std = data.info.std if cfg.std is None else cfg.std
     epochs = 1 if cfg.dry_run else cfg.epochs
     max_batches = DRY_RUN_BATCHES if cfg.dry_run else None
-    loader = make_train_loader(cfg, *data.train, mean, std, max_batches=max_batches)
+    loader = make_train_loader(
+        cfg, *data.train, mean, std, max_batches, rank=dist.rank(), world_size=ranks
+    )
     model, optimizer, scheduler, loss_fn = build_training(
         cfg, mean, std, data.info.classes, len(loader), device, epochs
     )
@@ -154,79 +169,27 @@ def _build(cfg: TrainConfig) -> _Training:
     )
 
 
-@dataclass
-class _Progress:
-    """Where a run stands: restored from ``last.*`` on resume."""
-
-    pos: EpochPosition = field(default_factory=lambda: EpochPosition(1))
-    best_val: float = -1.0
-    history: list[dict] = field(default_factory=list)
-    best: dict | None = None
-    resumed: bool = False
-
-
-def _saved_config(run_dir: Path) -> TrainConfig:
-    folder.require_run_folder(run_dir)
-    last = run_dir / "last.json"
-    if not last.is_file():
-        raise MnistlabError(
-            f"{run_dir}: nothing to resume: the run stopped before it saved its first "
-            "checkpoint (no last.json); train it again (and delete this folder)"
-        )
-    doc, _ = read_checkpoint_json(last)
-    resume = check_resume_doc(doc, last)
-    if resume["done"]:
-        raise MnistlabError(f"{run_dir}: this run already finished; nothing to resume")
-    config = run_dir / folder.CONFIG
-    try:
-        cfg = TrainConfig.from_dict(folder.read_config(run_dir)).validate()
-        create_model(cfg.model, **cfg.model_kwargs)  # a model and settings that exist
-    except UsageError as e:
-        raise MnistlabError(
-            f"{config}: {e.cli_message()}; the file was edited: restore it or train again"
-        ) from None
-    saved = doc.get("model")
-    if isinstance(saved, dict):  # a malformed one is refused when the checkpoint loads
-        _check_same_model(run_dir, cfg, saved.get("name"), saved.get("kwargs"))
-    check_saved_recipe(doc, resume, cfg.recipe(), cfg.epochs, config, last)
-    return cfg
+def _setup(
+    cfg: TrainConfig, run_dir: Path | None, device_override: str | None
+) -> tuple[TrainConfig, _Training, Progress]:
+    """The run's config, built, and where it stands: every rank does the same, with no
+    collective calls (``dist.agree`` runs it)."""
+    if run_dir is not None:
+        cfg = saved_config(run_dir)
+    cfg = dataclasses.replace(cfg.validate(), device=device_override or cfg.device)
+    dist.check_batch(cfg.batch_size)  # before loading anything
+    t = _build(cfg)
+    if run_dir is None:
+        return cfg, t, Progress()
+    steps = len(t.loader)
+    p = restore(run_dir, cfg, t.model, t.optimizer, t.scheduler, t.device, steps, dist.is_main())
+    return cfg, t, p
 
 
-def _check_same_model(run_dir: Path, cfg: TrainConfig, name, kwargs) -> None:
-    want = _describe(cfg.model, cfg.model_kwargs)
-    got = _describe(name, kwargs if isinstance(kwargs, dict) else {})
-    if want != got:
-        raise MnistlabError(
-            f"{run_dir}: {folder.CONFIG} names model {want} but last.json holds {got}; "
-            f"one of them was edited: restore {folder.CONFIG} or train again"
-        )
-
-
-def _restore(run_dir: Path, t: _Training) -> _Progress:
-    last = run_dir / "last.json"
-    saved, doc, tensors = load_checkpoint(last, t.device, with_state=True)
-    r = check_resume_doc(doc, last)
-    _check_same_model(run_dir, t.cfg, saved.meta.name, saved.meta.kwargs)
-    try:
-        t.model.load_state_dict(saved.state_dict())
-        restore_state(t.optimizer, t.scheduler, tensors, r)
-    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as e:
-        raise MnistlabError(
-            f"{run_dir}: the saved training state does not fit {folder.CONFIG} "
-            f"({type(e).__name__}); one of them was edited: restore it or train again"
-        ) from None
-    pos = EpochPosition(**{k: r[k] for k in EpochPosition.__dataclass_fields__})
-    if pos.step > len(t.loader):
-        raise MnistlabError(
-            f"{last}: resume.step {pos.step} is past the epoch's {len(t.loader)} steps; "
-            "the file was edited or damaged: train again"
-        )
-    # drop what a hard kill may have logged after the saved position
-    kept = [m for m in folder.read_metrics(run_dir) if _valid(m) and _before(m, pos)]
-    folder.rewrite_metrics(run_dir, kept)
-    history = [m for m in kept if m["type"] == "epoch"]
-    best = next((m for m in reversed(history) if m.get("is_best")), None)
-    return _Progress(pos, r["best_val_acc"], history, best, resumed=True)
+def _new_run_folder(cfg: TrainConfig) -> Path:
+    run_dir = folder.new_run_dir(cfg.out_dir, cfg.run_name or folder.default_run_name(cfg.model))
+    folder.write_config(run_dir, cfg.to_dict())
+    return run_dir
 
 
 def fit(
@@ -239,35 +202,50 @@ def fit(
 
     A resumed run uses the saved config (``device_override`` may move it) and ends
     exactly where the uninterrupted run would have. ``cfg`` itself is not changed.
+    Under torchrun every rank calls it and gets the same result; rank 0 alone writes
+    the folder, and only its ``reporter`` should speak.
     """
-    rep = reporter or Reporter()
+    started = dist.init()
+    try:
+        return _fit(cfg, resume, reporter or Reporter(), device_override)
+    finally:
+        dist.teardown(started)
+
+
+def _fit(
+    cfg: TrainConfig, resume: str | os.PathLike | None, rep: Reporter, device_override: str | None
+) -> FitResult:
     run_dir = Path(resume) if resume is not None else None
-    if run_dir is not None:
-        cfg = _saved_config(run_dir)
-    cfg = dataclasses.replace(cfg.validate(), device=device_override or cfg.device)
-    t = _build(cfg)
+    cfg, t, p = dist.agree(lambda: _setup(cfg, run_dir, device_override))
     if run_dir is None:
-        run_dir = folder.new_run_dir(
-            cfg.out_dir, cfg.run_name or folder.default_run_name(cfg.model)
-        )
-        folder.write_config(run_dir, cfg.to_dict())
-        p = _Progress()
-    else:
-        p = _restore(run_dir, t)
+        run_dir = dist.on_main(lambda: _new_run_folder(cfg))
+    trained = dist.wrap(t.model, t.device)  # t.model itself in one process
     rep.start(cfg, run_dir, _start_info(t, p))
+    main = dist.is_main()  # the one rank that writes
 
     def save_last(done: bool) -> None:
+        if not main:
+            return
         tensors, doc = capture_state(t.optimizer, t.scheduler)
         doc.update(asdict(p.pos), best_val_acc=p.best_val, done=done)
         info = _ckpt_info(cfg, t.data.info, p.history) | {"resume": doc}
         save_checkpoint(run_dir / "last", t.model, info, state=tensors)
 
     interrupted = False
-    with folder.append_metrics(run_dir) as metrics, StopFlag() as stop:
+    metrics_file = folder.append_metrics(run_dir) if main else contextlib.nullcontext()
+    # Reading a value back costs a sync on a GPU, and each agreement between ranks a
+    # round trip (~1 ms with gloo here): they check for divergence every CHECK_EVERY
+    # steps, and agree on Ctrl-C every STOP_EVERY steps (CHECK_EVERY on a GPU)
+    cpu, ranks = t.device.type == "cpu", dist.world_size()
+    check_every = None if cpu and ranks == 1 else CHECK_EVERY
+    stop_every = 1 if ranks == 1 else STOP_EVERY if cpu else CHECK_EVERY
+    with metrics_file as metrics, StopFlag() as ctrl_c:
+        stop = dist.AgreedStop(ctrl_c, every=stop_every)  # all ranks stop together
 
         def emit(record: dict) -> None:
-            metrics.write(folder.json_line(record))
-            metrics.flush()
+            if metrics is not None:
+                metrics.write(folder.json_line(record))
+                metrics.flush()
             if record["type"] == "step":
                 rep.log(record)
 
@@ -275,7 +253,7 @@ def fit(
             while p.pos.epoch <= t.epochs:
                 rep.epoch_start(p.pos.epoch, len(t.loader), p.pos.step)
                 p.pos = train_one_epoch(
-                    t.model,
+                    trained,
                     t.loader,
                     t.optimizer,
                     t.loss_fn,
@@ -286,6 +264,8 @@ def fit(
                     on_log=emit,
                     on_step=rep.step,
                     stop=stop,
+                    check_every=check_every,
+                    sum_ranks=dist.sum_ranks,
                 )
                 if p.pos.step < len(t.loader):  # stopped by Ctrl-C in the middle of the epoch
                     interrupted = True
@@ -297,9 +277,9 @@ def fit(
                 record["is_best"] = score > p.best_val
                 if record["is_best"]:
                     p.best_val, p.best = score, record
-                    save_checkpoint(
-                        run_dir / "best", t.model, _ckpt_info(cfg, t.data.info, [record])
-                    )
+                    if main:
+                        info = _ckpt_info(cfg, t.data.info, [record])
+                        save_checkpoint(run_dir / "best", t.model, info)
                 p.history.append(record)
                 emit(record)
                 rep.epoch_end(record)
@@ -308,8 +288,9 @@ def fit(
                 if stop.requested:
                     interrupted = True
                     break
-        except Diverged as e:
-            raise _diverged(cfg, e, run_dir) from None
+        except Diverged as e:  # every rank diverges at the same step (the checks are summed)
+            raise dist.reported_by_main(_diverged(cfg, e, run_dir)) from None
+    dist.check_same_result(t.model, p.history)
     position = asdict(p.pos) if interrupted else None
     return FitResult(run_dir, interrupted, p.history, p.best, position)
 
@@ -328,8 +309,13 @@ def _evaluate_epoch(t: _Training, pos: EpochPosition) -> dict:
     }
     n_classes = len(t.data.info.classes)
     for split, (x, y) in t.splits.items():
-        ev = evaluate(t.model, x, y, t.mean, t.std, t.loss_fn, t.cfg.eval_batch_size, n_classes)
-        record[f"{split}_loss"], record[f"{split}_acc"] = ev["loss"], ev["acc"]
+        mine = dist.share(len(x))  # each rank evaluates its share; the sums are summed
+        ev = evaluate(
+            t.model, x[mine], y[mine], t.mean, t.std, t.loss_fn, t.cfg.eval_batch_size, n_classes
+        )
+        sums = torch.tensor([ev["loss_sum"], ev["correct"], ev["n"]], dtype=torch.float64)
+        loss_sum, correct, n = dist.sum_ranks(sums).tolist()
+        record[f"{split}_loss"], record[f"{split}_acc"] = loss_sum / max(n, 1), correct / max(n, 1)
         if not math.isfinite(record[f"{split}_loss"]):
             name = "validation" if split == "val" else "test"
             raise Diverged(f"{name} loss", record[f"{split}_loss"], pos.epoch, pos.step)
@@ -350,9 +336,11 @@ def _diverged(cfg: TrainConfig, e: Diverged, run_dir: Path) -> MnistlabError:
     )
 
 
-def _start_info(t: _Training, p: _Progress) -> dict:
+def _start_info(t: _Training, p: Progress) -> dict:
+    ranks = dist.world_size()
     return {
-        "device": str(t.device),
+        "device": str(t.device) + (f" x {dist.describe()}" if ranks > 1 else ""),
+        "ranks": ranks,
         "params": count_params(t.model),
         "dataset": t.data.info.name,
         "train_size": len(t.data.train[0]),
@@ -360,26 +348,6 @@ def _start_info(t: _Training, p: _Progress) -> dict:
         "steps_per_epoch": len(t.loader),
         "resumed_at": asdict(p.pos) if p.resumed else None,
     }
-
-
-def _describe(name: str, kwargs: dict) -> str:
-    args = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-    return f"{name!r}" + (f" ({args})" if args else "")
-
-
-def _valid(record: dict) -> bool:
-    """Whether a metrics record has the fields resuming reads (a line may be edited)."""
-    keys = ("epoch",) if record.get("type") == "epoch" else ("epoch", "step")
-    return record.get("type") in ("epoch", "step") and all(
-        isinstance(record.get(k), int) for k in keys
-    )
-
-
-def _before(record: dict, pos: EpochPosition) -> bool:
-    """Whether a metrics record was written before the saved position."""
-    if record.get("type") == "epoch":
-        return record["epoch"] < pos.epoch
-    return (record["epoch"], record["step"]) <= (pos.epoch, pos.step)
 
 
 def _ckpt_info(cfg: TrainConfig, info, history: list[dict]) -> dict:

@@ -94,6 +94,7 @@ def train_one_epoch(
     on_step: Callable[[int], None] | None = None,
     stop: StopFlag | None = None,
     check_every: int | None = None,
+    sum_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> EpochPosition:
     """Train over ``loader``'s batches for ``epoch``, from ``position.step`` on if given.
 
@@ -103,8 +104,14 @@ def train_one_epoch(
     infinite: on the CPU before that step updates the weights, elsewhere (where
     reading the loss back costs a sync) within ``check_every`` steps (default
     ``CHECK_EVERY``) and before any log holding it.
+
+    In distributed training (``train/dist.py``) ``loader`` yields this rank's share of
+    each batch and ``sum_ranks`` sums a tensor over the ranks: the divergence checks,
+    the logs and the returned sums then cover the whole batch, the same on every
+    rank. A restored ``position``'s window sums count on one rank only.
     """
     pos = position or EpochPosition(epoch)
+    total = sum_ranks or _this_process
     model.train()
     # running sums stay on the device: reading them back every step would sync a GPU
     dev = loader.images.device
@@ -120,8 +127,10 @@ def train_one_epoch(
     for x, y in loader.batches(epoch, start=pos.step):
         logits = model(x)
         loss = loss_fn(logits, y)
-        if check_every == 1 and not torch.isfinite(loss):
-            raise Diverged("training loss", loss.item(), epoch, pos.step + 1)
+        if check_every == 1:
+            everywhere = total(loss.detach())  # all ranks stop at the same step
+            if not torch.isfinite(everywhere):
+                raise Diverged("training loss", everywhere.item(), epoch, pos.step + 1)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -141,15 +150,16 @@ def train_one_epoch(
             on_step(pos.step)
         logging = log_every and on_log and pos.step % log_every == 0
         if check_every > 1 and (logging or pos.step % check_every == 0):
-            _check_finite(loss_sum, epoch, pos.step)
+            _check_finite(total(loss_sum), epoch, pos.step)
         if logging:
+            w_loss, w_correct, w_seen = _read(total, win_loss, win_correct, win_seen)
             on_log(
                 {
                     "type": "step",
                     "epoch": epoch,
                     "step": pos.step,
-                    "loss": win_loss.item() / win_seen,
-                    "acc": win_correct.item() / win_seen,
+                    "loss": w_loss / w_seen,
+                    "acc": w_correct / w_seen,
                     "lr": optimizer.param_groups[0]["lr"],
                 }
             )
@@ -158,13 +168,27 @@ def train_one_epoch(
             win_seen = 0
         if stop is not None and stop.requested:
             break
-    _check_finite(loss_sum, epoch, pos.step)
-    pos.loss_sum += loss_sum.item()
-    pos.correct += int(correct.item())
-    pos.seen += seen
-    pos.win_loss_sum, pos.win_correct, pos.win_seen = win_loss.item(), int(win_correct), win_seen
+    _check_finite(total(loss_sum), epoch, pos.step)
+    loss_sum, correct, seen, w_loss, w_correct, w_seen = _read(
+        total, loss_sum, correct, seen, win_loss, win_correct, win_seen
+    )
+    pos.loss_sum += loss_sum
+    pos.correct += int(correct)
+    pos.seen += int(seen)
+    pos.win_loss_sum, pos.win_correct, pos.win_seen = w_loss, int(w_correct), int(w_seen)
     pos.seconds += time.perf_counter() - t0
     return pos
+
+
+def _this_process(t: torch.Tensor) -> torch.Tensor:
+    return t  # one process: its sums are the totals
+
+
+def _read(total, *sums) -> list[float]:
+    """Running sums (tensors or ints) summed over the ranks and read back in one go."""
+    dev = next(s.device for s in sums if torch.is_tensor(s))
+    packed = torch.stack([torch.as_tensor(s, dtype=torch.float64, device=dev) for s in sums])
+    return total(packed).tolist()
 
 
 CHECK_EVERY = 50  # steps between divergence checks on an accelerator
@@ -211,6 +235,7 @@ def evaluate(
     correct = int(confusion.diag().sum())
     out = {
         "loss": loss_sum.item() / max(n, 1),
+        "loss_sum": loss_sum.item(),  # for a sum over shards (distributed evaluation)
         "acc": correct / max(n, 1),
         "correct": correct,
         "n": n,
