@@ -135,24 +135,21 @@ def test_a_batch_the_ranks_cannot_share_equally_is_refused():
         )
 
 
-def test_nproc_refuses_a_batch_that_does_not_divide_in_one_line(tmp_path, mnist_dir):
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mnistlab",
-            "train",
-            "--nproc",
-            "2",
-            "--batch-size",
-            "63",
-            "--out-dir",
-            str(tmp_path / "runs"),
-        ],
+def _train_cli(mnist_dir: Path, *args: str, cwd: Path | None = None):
+    """``python -m mnistlab train *args``, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "mnistlab", "train", *args],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
+        cwd=cwd,
         env=_env(mnist_dir),
+    )
+
+
+def test_nproc_refuses_a_batch_that_does_not_divide_in_one_line(tmp_path, mnist_dir):
+    proc = _train_cli(
+        mnist_dir, "--nproc", "2", "--batch-size", "63", "--out-dir", str(tmp_path / "runs")
     )
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [
@@ -292,31 +289,9 @@ def test_the_end_of_run_check_catches_ranks_that_differ(tmp_path, mnist_dir):
 
 def test_nproc_runs_the_command_under_torchrun_and_a_failing_rank_says_it_once(tmp_path, mnist_dir):
     # 20 images hold no full batch of 64: found by the ranks once they load the data
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mnistlab",
-            "train",
-            "--nproc",
-            "2",
-            "--model",
-            "cnn",
-            "--train-subset",
-            "20",
-            "--batch-size",
-            "64",
-            "--no-channels-last",
-            "--dry-run",
-            "--out-dir",
-            "runs",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=tmp_path,
-        env=_env(mnist_dir),
-    )
+    flags = ["--model", "cnn", "--train-subset", "20", "--batch-size", "64"]
+    flags += ["--no-channels-last", "--dry-run", "--out-dir", "runs"]
+    proc = _train_cli(mnist_dir, "--nproc", "2", *flags, cwd=tmp_path)
     assert proc.stdout.splitlines() == [
         "torchrun --standalone --nproc-per-node 2 -m mnistlab train --model cnn --batch-size "
         "64 --train-subset 20 --out-dir runs --no-channels-last --dry-run"
