@@ -7,6 +7,7 @@ ONNX needs the optional ``export`` dependencies: ``pip install 'mnistlab[export]
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import warnings
@@ -18,7 +19,7 @@ from torch import nn
 from .._io import atomic_write
 from ..errors import MnistlabError
 
-__all__ = ["export_onnx", "export_torchscript", "onnx_metadata"]
+__all__ = ["export_onnx", "export_torchscript", "onnx_graph", "onnx_metadata"]
 
 META_KEY = "mnistlab"
 
@@ -27,37 +28,38 @@ def _meta_json(model: nn.Module) -> str:
     return json.dumps(model.meta.to_dict())
 
 
+def onnx_graph(model: nn.Module) -> bytes:
+    """``model`` as ONNX (opset 17, dynamic batch; input ``input``, output ``logits``), in
+    memory. The TorchScript-based exporter needs only ``onnx``; the newer one onnxscript."""
+    model = model.cpu().eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation notes
+        torch.onnx.export(
+            model,
+            (torch.zeros(2, *model.meta.input_size),),
+            buf,
+            input_names=["input"],
+            output_names=["logits"],
+            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    return buf.getvalue()
+
+
 def export_onnx(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Write ``model`` as ONNX (opset 17, dynamic batch); input ``input``, output ``logits``."""
+    """Write ``model`` as ONNX (``onnx_graph``), with its metadata inside the file."""
     try:
         import onnx
     except ImportError:
         raise MnistlabError(
             "ONNX export needs the export extras: pip install 'mnistlab[export]'"
         ) from None
-    model = model.cpu().eval()
-    x = torch.zeros(2, *model.meta.input_size)
-
-    def write(tmp: Path) -> None:
-        with warnings.catch_warnings():
-            # the TorchScript-based exporter needs only `onnx`; the newer one needs onnxscript
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (x,),
-                str(tmp),
-                input_names=["input"],
-                output_names=["logits"],
-                dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
-                opset_version=17,
-                dynamo=False,
-            )
-        proto = onnx.load(str(tmp))
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = META_KEY, _meta_json(model)
-        onnx.save(proto, str(tmp))
-
-    return atomic_write(path, write)
+    proto = onnx.load_from_string(onnx_graph(model))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, _meta_json(model)
+    return atomic_write(path, lambda tmp: onnx.save(proto, str(tmp)))
 
 
 def export_torchscript(model: nn.Module, path: str | os.PathLike) -> Path:

@@ -95,7 +95,9 @@ def load_predictor(
         if device != "cpu":
             raise UsageError("the onnx backend runs on the CPU; use --device cpu", option="backend")
         _need_onnxruntime("the onnx backend")
-        session = _session(_onnx_bytes(model), threads, p)
+        from .export import onnx_graph
+
+        session = _session(onnx_graph(model), threads, p)
         return Predictor(
             meta.name,
             list(meta.class_names),
@@ -127,28 +129,6 @@ def _has_onnxruntime() -> bool:
 def _need_onnxruntime(what: str) -> None:
     if not _has_onnxruntime():
         raise MnistlabError(f"{what} needs the export extras: pip install 'mnistlab[export]'")
-
-
-def _onnx_bytes(model) -> bytes:
-    """``model`` as an ONNX graph, in memory (nothing is written to disk)."""
-    import io
-    import warnings
-
-    buf = io.BytesIO()
-    x = torch.zeros(1, *model.meta.input_size)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notes
-        torch.onnx.export(
-            model.cpu().eval(),
-            (x,),
-            buf,
-            input_names=["input"],
-            output_names=["logits"],
-            dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
-            opset_version=17,
-            dynamo=False,
-        )
-    return buf.getvalue()
 
 
 def _session(model: str | bytes, threads: int | None, shown_as: Path):
