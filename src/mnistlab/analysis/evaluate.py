@@ -24,20 +24,27 @@ from .._io import atomic_write_json
 from ..data.normalize import normalize
 from .metrics import calibration, confident_mistakes, confusion_matrix, per_class
 
-__all__ = ["predict_probs", "write_evaluation"]
+__all__ = ["predict_logits", "predict_probs", "write_evaluation"]
 
 
 @torch.inference_mode()
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, mean: float, std: float, batch_size: int = 1000
+) -> torch.Tensor:
+    """Logits ``(N, C)`` (float32, on the CPU) for uint8 ``images``."""
+    model.eval()
+    out = [
+        model(normalize(images[i : i + batch_size], mean, std)).float().cpu()
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat(out)
+
+
 def predict_probs(
     model: nn.Module, images: torch.Tensor, mean: float, std: float, batch_size: int = 1000
 ) -> torch.Tensor:
     """Softmax probabilities ``(N, C)`` (float32, on the CPU) for uint8 ``images``."""
-    model.eval()
-    out = [
-        F.softmax(model(normalize(images[i : i + batch_size], mean, std)).float(), 1).cpu()
-        for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(out)
+    return F.softmax(predict_logits(model, images, mean, std, batch_size), 1)
 
 
 def write_evaluation(
@@ -55,7 +62,8 @@ def write_evaluation(
     meta = model.meta
     names = list(meta.class_names)
     out = Path(out_dir)
-    probs = predict_probs(model, images, meta.mean, meta.std, batch_size)
+    logits = predict_logits(model, images, meta.mean, meta.std, batch_size)
+    probs = F.softmax(logits, 1)  # what users see: after the model's temperature, if any
     labels_cpu = labels.cpu()
     preds = probs.argmax(1)
     n = len(labels_cpu)
@@ -100,6 +108,9 @@ def write_evaluation(
         "accuracy": cm.diag().sum().item() / max(n, 1),
         "loss": nll,
         "ece": cal["ece"],
+        "temperature": meta.temperature,
+        # before calibration: the logits as they were before the temperature divided them
+        "ece_uncalibrated": calibration(F.softmax(logits * meta.temperature, 1), labels_cpu)["ece"],
         "per_class": {names[i]: row for i, row in enumerate(per_class(cm))},
         "confusion": cm.tolist(),
         "calibration_bins": cal["bins"],

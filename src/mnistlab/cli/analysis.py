@@ -32,6 +32,9 @@ def evaluate(
     ),
     per_set: int = typer.Option(None, min=1, help="With --suite realworld: images per set."),
     show: Path = typer.Option(None, help="With --suite realworld: a PNG of examples per set."),
+    tta: bool = typer.Option(
+        False, "--tta", help="Test-time augmentation: average 7 shifted and turned views."
+    ),
 ) -> None:
     """Test accuracy, per-class precision/recall, confusion matrix and calibration (ECE).
 
@@ -40,7 +43,7 @@ def evaluate(
     accuracy per real-world set instead, written to realworld.json.
     """
     if suite is not None or split is not None or per_set is not None or show is not None:
-        return _evaluate_suite(run, which, out, data_dir, device, suite, split, per_set, show)
+        return _evaluate_suite(run, which, out, data_dir, device, suite, split, per_set, show, tta)
     from .._runtime import pick_device
     from ..analysis.evaluate import write_evaluation
     from ..analysis.tables import class_table
@@ -50,14 +53,21 @@ def evaluate(
     checkpoint, out_dir = resolve_run(run, out, "eval", which)
     dev = pick_device(device or "auto")
     model, doc = load_checkpoint(checkpoint, dev)
+    if tta:
+        from ..models import with_tta
+
+        model = with_tta(model)
     out_dir = _writable(out_dir, given=out is not None)
     dataset = get_dataset(doc.get("dataset", "mnist"))
     images, labels = load_split(dataset.name, "test", data_dir, dev)
     res = write_evaluation(model, images, labels, out_dir, batch_size)
+    uncalibrated = (
+        f" (uncalibrated {res['ece_uncalibrated']:.2%})" if res["temperature"] != 1 else ""
+    )
     console.print(
-        f"[bold]{res['model']}[/] on {dataset.name} test ({res['n']:,} images): "
+        f"[bold]{res['model']}[/]{' with TTA' * tta} on {dataset.name} test ({res['n']:,} images): "
         f"loss {res['loss']:.4f}, [bold green]accuracy {res['accuracy']:.2%}[/], "
-        f"ECE {res['ece']:.2%}"
+        f"ECE {res['ece']:.2%}{uncalibrated}"
     )
     names = list(res["per_class"])
     cm = res["confusion"]
@@ -73,7 +83,7 @@ def evaluate(
     console.print(f"pictures and eval.json in {out_dir}")
 
 
-def _evaluate_suite(run, which, out, data_dir, device, suite, split, per_set, show) -> None:
+def _evaluate_suite(run, which, out, data_dir, device, suite, split, per_set, show, tta) -> None:
     """``evaluate --suite realworld``: accuracy on each real-world set, realworld.json."""
     if suite is None:
         raise UsageError("--split, --per-set and --show need --suite realworld")
@@ -89,7 +99,7 @@ def _evaluate_suite(run, which, out, data_dir, device, suite, split, per_set, sh
     checkpoint, out_dir = resolve_run(run, out, "eval", which)
     if show is not None:
         show = output_file(show, (".png",), [checkpoint], option="show")
-    predictor = load_predictor(checkpoint, str(pick_device(device or "auto")))
+    predictor = load_predictor(checkpoint, str(pick_device(device or "auto")), tta=tta)
     out_dir = _writable(out_dir, given=out is not None)
     rows, path = write_realworld(predictor, out_dir, split, per_set or 500, 0, data_dir, checkpoint)
     body = [[r["set"], f"{r['n']:,}", f"{r['accuracy']:.2%}", f"{r['rejected']:,}"] for r in rows]
@@ -142,6 +152,12 @@ def inspect(
         if index >= len(images):
             raise UsageError(f"--index must be below {len(images)}, got {index}")
         x, label = images[index], model.meta.class_names[int(labels[index])]
+    if model.meta.name == "ensemble":  # each member's layers, in a folder of its own
+        for i, member in enumerate(model.members):
+            where = _writable(out_dir / f"member{i}-{member.meta.name}", given=out is not None)
+            files = inspect_model(member, x, where, label)
+            console.print(f"member {i} ({member.meta.name}): {len(files)} pictures in {where}")
+        return
     files = inspect_model(model, x, out_dir, label)
     console.print(f"wrote {len(files)} pictures to {out_dir}: " + ", ".join(f.name for f in files))
 

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from .._version import __version__
 from ..errors import MnistlabError, describe_os_error
-from . import analysis, bench, train, use
+from . import analysis, bench, combine, train, use
 from .data import data_app
 
 try:  # recent Typer releases vendor click; older ones use the click package
@@ -62,6 +62,8 @@ app.command()(train.train)
 app.command()(analysis.evaluate)
 app.command()(analysis.inspect)
 app.command()(analysis.compare)
+app.command()(combine.ensemble)
+app.command()(combine.calibrate)
 app.command()(use.predict)
 app.command()(use.export)
 app.command()(use.serve)

@@ -64,6 +64,11 @@ CONFIG_OPTIONS = {
         None, help="Epochs between decays (step schedule)." + _default("step_size")
     ),
     "gamma": typer.Option(None, help="Decay factor (step schedule)." + _default("gamma")),
+    "ema": typer.Option(
+        None,
+        help="Decay of an exponential moving average of the weights, evaluated and saved "
+        "in their place (e.g. 0.999); 0 for none." + _default("ema"),
+    ),
     "val_size": typer.Option(
         None, help="Images held out of train for validation." + _default("val_size")
     ),
@@ -103,6 +108,7 @@ def train(
     schedule: str = CONFIG_OPTIONS["schedule"],
     step_size: int = CONFIG_OPTIONS["step_size"],
     gamma: float = CONFIG_OPTIONS["gamma"],
+    ema: float = CONFIG_OPTIONS["ema"],
     val_size: int = CONFIG_OPTIONS["val_size"],
     train_subset: int = CONFIG_OPTIONS["train_subset"],
     seed: int = CONFIG_OPTIONS["seed"],
@@ -200,8 +206,18 @@ def train(
             f"[bold green]test accuracy {best['test_acc']:.2%}[/] "
             f"(best checkpoint: {chosen}; training time {total:.1f} s)"
         )
+    from ..analysis.calibrate import calibrate_checkpoint
     from ..analysis.report import write_run_report
 
+    if result.best is not None:  # the probabilities users see: made honest on held-out images
+        from .._runtime import pick_device
+
+        dev = pick_device(device or cfg.device)
+        c = calibrate_checkpoint(run / "best.json", cfg.data_dir, dev)
+        console.print(
+            f"calibrated: temperature {c['temperature']:.3f} (fitted on {c['fitted_on']}; "
+            f"ECE there {c['ece_before']:.2%} -> {c['ece_after']:.2%})"
+        )
     report = write_run_report(run, cfg.data_dir)
     console.print(f"run folder: {run}  (checkpoints, metrics.jsonl, curves.png, eval/)")
     console.print(f"report: {report}")

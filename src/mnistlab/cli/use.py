@@ -28,6 +28,9 @@ def predict(
     number: bool = typer.Option(
         False, "--number", help="Read each image as a whole number (a row of digits)."
     ),
+    tta: bool = typer.Option(
+        False, "--tta", help="Test-time augmentation: average 7 shifted and turned views."
+    ),
     device: str = INFERENCE_DEVICE,
 ) -> None:
     """Classify your own images of digits, preprocessed the way MNIST was made.
@@ -45,7 +48,7 @@ def predict(
     if show is not None:
         show = output_file(show, (".png",), inputs=sources, option="show")
         _check_writable(show, "show")
-    predictor = load_predictor(run, str(pick_device(device)) if device != "cpu" else "cpu")
+    predictor = load_predictor(run, str(pick_device(device)) if device != "cpu" else "cpu", tta=tta)
     if number:
         _predict_numbers(predictor, sources, as_json, show)
         return

@@ -8,9 +8,23 @@ new file with ``@register_model`` on its constructor.
 import importlib
 import pkgutil
 
-from ._registry import ModelMeta, count_params, create_model, list_models, model_entry
+from ._calibration import fit_temperature, set_temperature
+from ._ensemble import Ensemble
+from ._registry import ENSEMBLE, ModelMeta, count_params, create_model, list_models, model_entry
+from ._tta import with_tta
 
-__all__ = ["ModelMeta", "count_params", "create_model", "list_models", "model_entry"]
+__all__ = [
+    "ENSEMBLE",
+    "Ensemble",
+    "ModelMeta",
+    "count_params",
+    "create_model",
+    "fit_temperature",
+    "list_models",
+    "model_entry",
+    "set_temperature",
+    "with_tta",
+]
 
 for _family in pkgutil.iter_modules(__path__):
     if not _family.name.startswith("_"):

@@ -30,6 +30,7 @@ __all__ = [
 
 DIGITS = tuple(str(i) for i in range(10))
 MAX_WIDTH = 4096  # the largest size setting (width, hidden) a model accepts
+ENSEMBLE = "ensemble"  # not in the zoo: `mnistlab ensemble RUN...` makes one from runs
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,8 @@ class ModelMeta:
     std: float = MNIST_STD
     class_names: tuple[str, ...] = DIGITS
     source: str = ""
+    # logits are divided by it before any probability is shown (models/_calibration.py)
+    temperature: float = 1.0
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -86,6 +89,9 @@ class ModelMeta:
         if not isinstance(size, (list, tuple)) or tuple(size) != (1, 28, 28):
             raise bad("input_size must be [1, 28, 28]", size)
         source = d.get("source", "")
+        temperature = d.get("temperature", 1.0)
+        if not (_is_real(temperature) and temperature > 0):
+            raise bad("temperature must be a finite number above 0", temperature)
         return cls(
             name=name,
             kwargs=dict(kwargs),
@@ -94,6 +100,7 @@ class ModelMeta:
             std=float(std),
             class_names=tuple(names),
             source=source if isinstance(source, str) else "",
+            temperature=float(temperature),
         )
 
 
@@ -142,11 +149,22 @@ def create_model(
     mean: float = MNIST_MEAN,
     std: float = MNIST_STD,
     class_names: tuple[str, ...] | list[str] = DIGITS,
+    temperature: float = 1.0,
     **kwargs,
 ) -> nn.Module:
-    """Build model ``name``; ``kwargs`` go to its constructor and are recorded in ``model.meta``."""
-    entry = model_entry(name)
+    """Build model ``name``; ``kwargs`` go to its constructor and are recorded in ``model.meta``.
+
+    ``temperature``: a calibrated model's (``models/_calibration.py``). ``"ensemble"``
+    builds an ensemble from its members' metadata (``models/_ensemble.py``)."""
+    from ._calibration import set_temperature
+
     class_names = tuple(class_names)
+    if name == ENSEMBLE:
+        from ._ensemble import build_ensemble
+
+        model = build_ensemble(class_names, mean, std, **kwargs)
+        return set_temperature(model, temperature)
+    entry = model_entry(name)
     if num_classes is not None and num_classes != len(class_names):
         raise MnistlabError(f"num_classes={num_classes} but {len(class_names)} class names given")
     _check_kwargs(entry, kwargs)
@@ -164,7 +182,7 @@ def create_model(
         class_names=class_names,
         source=entry.source,
     )
-    return model
+    return set_temperature(model, temperature)
 
 
 def _check_kwargs(entry: ModelEntry, kwargs: dict) -> None:

@@ -243,7 +243,12 @@ def load_checkpoint(
     try:
         meta = ModelMeta.from_dict(doc.get("model"))
         model = create_model(
-            meta.name, mean=meta.mean, std=meta.std, class_names=meta.class_names, **meta.kwargs
+            meta.name,
+            mean=meta.mean,
+            std=meta.std,
+            class_names=meta.class_names,
+            temperature=meta.temperature,
+            **meta.kwargs,
         )
     except MnistlabError as e:
         raise CheckpointError(

@@ -57,18 +57,25 @@ class Predictor:
 
 
 def load_predictor(
-    path: str | os.PathLike, device: str = "cpu", backend: str = "torch", threads: int | None = None
+    path: str | os.PathLike,
+    device: str = "cpu",
+    backend: str = "torch",
+    threads: int | None = None,
+    tta: bool = False,
 ) -> Predictor:
     """The model in ``path`` (a run folder, a checkpoint or an exported .onnx file).
 
     ``backend``: ``torch``, ``onnx`` (a checkpoint is exported to ONNX in memory and run
     by ONNX Runtime: about 0.02 ms for one digit where torch takes 0.2 ms) or ``auto``
     (ONNX Runtime on the CPU when it is installed, else torch). ``threads``: CPU threads
-    for the model (a server's workers split the cores between them)."""
+    for the model (a server's workers split the cores between them). ``tta``: average
+    over shifted and rotated views of each digit (``models/_tta.py``; 7x the work)."""
     if backend not in ("torch", "onnx", "auto"):
         raise UsageError(f"backend must be torch, onnx or auto, got {backend!r}", option="backend")
     p = Path(path)
     if p.suffix == ".onnx":
+        if tta:
+            raise UsageError("--tta needs the run folder or checkpoint, not an exported .onnx")
         _need_onnxruntime("predicting from ONNX")
         if not p.is_file():
             raise MnistlabError(f"{p}: file not found")
@@ -89,6 +96,10 @@ def load_predictor(
     model, _ = load_checkpoint(p, device)
     meta = model.meta
     params = count_params(model)
+    if tta:
+        from ..models import with_tta
+
+        model = with_tta(model)
     if backend == "auto":
         backend = "onnx" if device == "cpu" and _has_onnxruntime() else "torch"
     if backend == "onnx":

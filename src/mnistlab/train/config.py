@@ -82,6 +82,9 @@ class TrainConfig:
     schedule: str = "onecycle"
     step_size: int = 1  # epochs between decays, for the step schedule
     gamma: float = 0.7  # decay factor, for the step schedule
+    # decay of an exponential moving average of the weights, evaluated and saved in
+    # their place (train/ema.py); 0 = off
+    ema: float = 0.0
     val_size: int = 5000
     train_subset: int | None = None
     seed: int = 0
@@ -124,6 +127,10 @@ class TrainConfig:
             raise UsageError(
                 f"works with loss ce only; set it to 0 for loss {self.loss}",
                 option="label_smoothing",
+            )
+        if not 0 <= self.ema < 1:
+            raise bad(
+                "ema", "in [0, 1): the decay per step, such as 0.999, or 0 for none", self.ema
             )
         if not 0 < self.gamma <= 1:
             raise bad("gamma", "in (0, 1]", self.gamma)

@@ -29,6 +29,7 @@ from ..runs import folder
 from ..runs.checkpoint import save_checkpoint
 from . import dist
 from .config import TrainConfig
+from .ema import WeightAverage
 from .loop import CHECK_EVERY, Diverged, EpochPosition, StopFlag, evaluate, train_one_epoch
 from .optim import LossFn, make_loss, make_optimizer, make_scheduler
 from .resume import Progress, restore, saved_config
@@ -127,11 +128,17 @@ class _Training:
     std: float
     epochs: int
     loader: DeviceLoader
-    model: torch.nn.Module  # what evaluation and checkpoints use
+    model: torch.nn.Module  # the weights the optimiser trains
     optimizer: torch.optim.Optimizer
     scheduler: object
     loss_fn: LossFn
     splits: dict  # "val"/"test" -> (uint8 images, labels), cut short for a dry run
+    average: WeightAverage | None = None  # the EMA of the weights, if the recipe keeps one
+
+    @property
+    def kept(self) -> torch.nn.Module:
+        """What evaluation and checkpoints use: the EMA if there is one, else the model."""
+        return self.average.model if self.average is not None else self.model
 
 
 def _build(cfg: TrainConfig) -> _Training:
@@ -164,8 +171,21 @@ def _build(cfg: TrainConfig) -> _Training:
     n = DRY_RUN_EVAL if cfg.dry_run else None
     splits = {"val": data.val, "test": data.test}
     splits = {k: (v[0][:n], v[1][:n]) for k, v in splits.items() if v is not None}
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
     return _Training(
-        cfg, device, data, mean, std, epochs, loader, model, optimizer, scheduler, loss_fn, splits
+        cfg,
+        device,
+        data,
+        mean,
+        std,
+        epochs,
+        loader,
+        model,
+        optimizer,
+        scheduler,
+        loss_fn,
+        splits,
+        average,
     )
 
 
@@ -182,7 +202,9 @@ def _setup(
     if run_dir is None:
         return cfg, t, Progress()
     steps = len(t.loader)
-    p = restore(run_dir, cfg, t.model, t.optimizer, t.scheduler, t.device, steps, dist.is_main())
+    p = restore(
+        run_dir, cfg, t.model, t.optimizer, t.scheduler, t.device, steps, dist.is_main(), t.average
+    )
     return cfg, t, p
 
 
@@ -228,6 +250,9 @@ def _fit(
             return
         tensors, doc = capture_state(t.optimizer, t.scheduler)
         doc.update(asdict(p.pos), best_val_acc=p.best_val, done=done)
+        if t.average is not None:
+            tensors.update(t.average.state())
+            doc["ema_updates"] = t.average.updates
         info = _ckpt_info(cfg, t.data.info, p.history) | {"resume": doc}
         save_checkpoint(run_dir / "last", t.model, info, state=tensors)
 
@@ -239,6 +264,12 @@ def _fit(
     cpu, ranks = t.device.type == "cpu", dist.world_size()
     check_every = None if cpu and ranks == 1 else CHECK_EVERY
     stop_every = 1 if ranks == 1 else STOP_EVERY if cpu else CHECK_EVERY
+
+    def on_step(step: int) -> None:
+        if t.average is not None:
+            t.average.update(t.model)
+        rep.step(step)
+
     with metrics_file as metrics, StopFlag() as ctrl_c:
         stop = dist.AgreedStop(ctrl_c, every=stop_every)  # all ranks stop together
 
@@ -262,7 +293,7 @@ def _fit(
                     position=p.pos,
                     log_every=cfg.log_every,
                     on_log=emit,
-                    on_step=rep.step,
+                    on_step=on_step,
                     stop=stop,
                     check_every=check_every,
                     sum_ranks=dist.sum_ranks,
@@ -279,7 +310,7 @@ def _fit(
                     p.best_val, p.best = score, record
                     if main:
                         info = _ckpt_info(cfg, t.data.info, [record])
-                        save_checkpoint(run_dir / "best", t.model, info)
+                        save_checkpoint(run_dir / "best", t.kept, info)
                 p.history.append(record)
                 emit(record)
                 rep.epoch_end(record)
@@ -290,7 +321,7 @@ def _fit(
                     break
         except Diverged as e:  # every rank diverges at the same step (the checks are summed)
             raise dist.reported_by_main(_diverged(cfg, e, run_dir)) from None
-    dist.check_same_result(t.model, p.history)
+    dist.check_same_result(t.kept, p.history)
     position = asdict(p.pos) if interrupted else None
     return FitResult(run_dir, interrupted, p.history, p.best, position)
 
@@ -311,7 +342,7 @@ def _evaluate_epoch(t: _Training, pos: EpochPosition) -> dict:
     for split, (x, y) in t.splits.items():
         mine = dist.share(len(x))  # each rank evaluates its share; the sums are summed
         ev = evaluate(
-            t.model, x[mine], y[mine], t.mean, t.std, t.loss_fn, t.cfg.eval_batch_size, n_classes
+            t.kept, x[mine], y[mine], t.mean, t.std, t.loss_fn, t.cfg.eval_batch_size, n_classes
         )
         sums = torch.tensor([ev["loss_sum"], ev["correct"], ev["n"]], dtype=torch.float64)
         loss_sum, correct, n = dist.sum_ranks(sums).tolist()

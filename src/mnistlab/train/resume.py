@@ -81,9 +81,11 @@ def restore(
     device: torch.device,
     steps: int,
     main: bool = True,
+    average=None,
 ) -> Progress:
     """Load ``run_dir``'s last checkpoint into ``model``, ``optimizer`` and ``scheduler``
-    and return where the run stood. ``steps``: the steps of one epoch.
+    (and ``average``, the weights' EMA, if the recipe keeps one) and return where the
+    run stood. ``steps``: the steps of one epoch.
 
     ``main``: whether this process writes (in distributed training, rank 0 alone):
     it drops the metrics a hard kill logged after the saved position. The others
@@ -97,6 +99,8 @@ def restore(
     try:
         model.load_state_dict(saved.state_dict())
         restore_state(optimizer, scheduler, tensors, r)
+        if average is not None:
+            average.restore(tensors, int(doc["resume"]["ema_updates"]))
     except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as e:
         raise MnistlabError(
             f"{run_dir}: the saved training state does not fit {folder.CONFIG} "
