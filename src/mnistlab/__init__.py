@@ -15,14 +15,18 @@ from ._version import __version__
 from .errors import MnistlabError, UsageError
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
+    from .analysis.calibrate import calibrate_checkpoint
+    from .analysis.ensemble import build_ensemble
     from .analysis.report import write_run_report
     from .data import DeviceLoader, download_dataset, list_datasets, load_data
-    from .models import ModelMeta, create_model, list_models
+    from .models import ModelMeta, create_model, list_models, with_tta
     from .runs.checkpoint import load_checkpoint, save_checkpoint
     from .train import TrainConfig, evaluate, fit, train_one_epoch
 
 # public name -> the module that defines it
 _LAZY = {
+    "build_ensemble": ".analysis.ensemble",
+    "calibrate_checkpoint": ".analysis.calibrate",
     "write_run_report": ".analysis.report",
     "DeviceLoader": ".data",
     "download_dataset": ".data",
@@ -31,6 +35,7 @@ _LAZY = {
     "ModelMeta": ".models",
     "create_model": ".models",
     "list_models": ".models",
+    "with_tta": ".models",
     "load_checkpoint": ".runs.checkpoint",
     "save_checkpoint": ".runs.checkpoint",
     "TrainConfig": ".train",
@@ -46,6 +51,8 @@ __all__ = [
     "TrainConfig",
     "UsageError",
     "__version__",
+    "build_ensemble",
+    "calibrate_checkpoint",
     "create_model",
     "download_dataset",
     "evaluate",
@@ -56,6 +63,7 @@ __all__ = [
     "load_data",
     "save_checkpoint",
     "train_one_epoch",
+    "with_tta",
     "write_run_report",
 ]
 

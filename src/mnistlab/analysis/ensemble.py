@@ -55,6 +55,11 @@ def build_ensemble(
     """Write the ensemble of ``runs`` into ``out_dir`` and return ``ensemble.json``'s content."""
     if len(runs) < 2:
         raise UsageError("an ensemble needs at least 2 runs; give more run folders")
+    seen: set[Path] = set()
+    for run in runs:
+        if Path(run).resolve() in seen:
+            raise UsageError(f"{run} is given twice; give each run once")
+        seen.add(Path(run).resolve())
     members = _members(runs)
     datasets = {d for _, _, d in members}
     if len(datasets) > 1:
@@ -64,7 +69,9 @@ def build_ensemble(
         )
     out = Path(out_dir)
     if (out / "best.json").exists():
-        raise UsageError(f"{out} already holds a model; give another folder or delete it", "out")
+        raise UsageError(
+            f"{out} already holds a model; give another folder or delete it", option="out"
+        )
     output_folder(out, option="out")
     first = members[0][0].meta
     model = create_model(

@@ -47,6 +47,23 @@ def predict_probs(
     return F.softmax(predict_logits(model, images, mean, std, batch_size), 1)
 
 
+def _uncalibrated(model: nn.Module, logits: torch.Tensor, images, batch_size: int):
+    """The logits as they were before the model's temperature divided them."""
+    from ..models import TestTimeAugmentation
+
+    t = model.meta.temperature
+    if t == 1.0:
+        return logits
+    if not isinstance(model, TestTimeAugmentation):
+        return logits * t  # the forward hook divided the output by t
+    # with TTA the temperature divides each view's logits before they are averaged
+    model.meta.temperature = 1.0
+    try:
+        return predict_logits(model, images, model.meta.mean, model.meta.std, batch_size)
+    finally:
+        model.meta.temperature = t
+
+
 def write_evaluation(
     model: nn.Module,
     images: torch.Tensor,
@@ -110,7 +127,9 @@ def write_evaluation(
         "ece": cal["ece"],
         "temperature": meta.temperature,
         # before calibration: the logits as they were before the temperature divided them
-        "ece_uncalibrated": calibration(F.softmax(logits * meta.temperature, 1), labels_cpu)["ece"],
+        "ece_uncalibrated": calibration(
+            F.softmax(_uncalibrated(model, logits, images, batch_size), 1), labels_cpu
+        )["ece"],
         "per_class": {names[i]: row for i, row in enumerate(per_class(cm))},
         "confusion": cm.tolist(),
         "calibration_bins": cal["bins"],

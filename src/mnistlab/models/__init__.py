@@ -11,12 +11,13 @@ import pkgutil
 from ._calibration import fit_temperature, set_temperature
 from ._ensemble import Ensemble
 from ._registry import ENSEMBLE, ModelMeta, count_params, create_model, list_models, model_entry
-from ._tta import with_tta
+from ._tta import TestTimeAugmentation, with_tta
 
 __all__ = [
     "ENSEMBLE",
     "Ensemble",
     "ModelMeta",
+    "TestTimeAugmentation",
     "count_params",
     "create_model",
     "fit_temperature",
