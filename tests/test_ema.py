@@ -50,6 +50,7 @@ def test_a_decay_outside_0_1_is_refused(value):
     assert exc.value.cli_message().startswith("--ema must be in [0, 1)")
 
 
+@pytest.mark.slow
 def test_the_run_evaluates_and_saves_the_average_not_the_trained_weights(tmp_path):
     result = fit(TrainConfig(**SMALL, epochs=1, ema=0.9, out_dir=str(tmp_path), run_name="e"))
     run = result.run_dir
@@ -83,6 +84,7 @@ class _CtrlCAt(Reporter):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_resume_end_with_the_average_of_an_uninterrupted_run(tmp_path):
     cfg = TrainConfig(**SMALL, epochs=2, ema=0.95, out_dir=str(tmp_path), threads=1)
     ref = fit(TrainConfig(**{**cfg.to_dict(), "run_name": "ref"}))

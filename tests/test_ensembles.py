@@ -414,6 +414,16 @@ def test_ensemble_of_one_run_is_refused(saved_runs, tmp_path, capsys):
     assert not (tmp_path / "e").exists()
 
 
+def test_a_run_given_twice_is_refused(saved_runs, tmp_path, capsys):
+    runs, _ = saved_runs
+    again = runs[0].parent / "." / runs[0].name  # the same folder, spelled otherwise
+    assert (
+        main(["ensemble", str(runs[0]), str(runs[1]), str(again), "-o", str(tmp_path / "e")]) == 2
+    )
+    _one_line_error(capsys.readouterr().err, "is given twice")
+    assert not (tmp_path / "e").exists()
+
+
 def test_ensemble_into_a_folder_holding_a_model_is_refused(saved_runs, capsys):
     runs, _ = saved_runs
     before = (runs[0] / "best.json").read_bytes()

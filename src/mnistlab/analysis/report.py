@@ -106,6 +106,11 @@ def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | N
     from .plots import write_curves
     from .summary import summarize
 
+    if (Path(run_dir) / "ensemble.json").is_file():
+        raise MnistlabError(
+            f"{run_dir}: an ensemble, which has no training of its own to report; its "
+            "members' runs have reports, and `mnistlab evaluate` evaluates the ensemble"
+        )
     run = Path(require_run_folder(run_dir))
     try:
         output_folder(run)
