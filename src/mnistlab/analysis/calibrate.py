@@ -48,13 +48,12 @@ def calibration_images(
         return x, y, f"the validation split ({len(y):,} images)"
     x, y = load_split(dataset, "train", data_dir, device)
     pick = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:FALLBACK_IMAGES]
-    who = "the run" if len(configs) == 1 else "all the members"
-    why = "holds out no validation split" if len(configs) == 1 else "share no validation split"
-    return (
-        x[pick.to(x.device)],
-        y[pick.to(y.device)],
-        f"{len(pick):,} training images ({who} {why})",
+    why = (
+        "the run holds out no validation split"
+        if len(configs) == 1
+        else "the members hold out no common validation split"
     )
+    return x[pick.to(x.device)], y[pick.to(y.device)], f"{len(pick):,} training images ({why})"
 
 
 def _ece(logits: torch.Tensor, labels: torch.Tensor) -> float:

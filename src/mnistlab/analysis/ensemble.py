@@ -19,8 +19,8 @@ from .._io import atomic_write_json, output_folder
 from ..data import load_split
 from ..errors import MnistlabError, UsageError
 from ..models import ENSEMBLE, create_model
-from ..runs.checkpoint import load_checkpoint, save_checkpoint
-from ..runs.folder import checkpoint_json
+from ..runs.checkpoint import load_checkpoint, read_checkpoint_json, save_checkpoint
+from ..runs.folder import checkpoint_json, json_safe
 from .calibrate import calibrate_checkpoint
 from .evaluate import predict_probs
 from .metrics import calibration
@@ -101,6 +101,10 @@ def build_ensemble(
     record = calibrate_checkpoint(stem.with_suffix(".json"), data_dir, device)
     summary = _evaluate(stem.with_suffix(".json"), members, dataset, data_dir, device)
     summary["calibration"] = record
+    # recorded like a run's last epoch (`mnistlab serve`'s /api/model shows it); chosen on nothing
+    doc, path = read_checkpoint_json(stem)
+    doc["metrics"] = {"test_acc": summary["test"][-1]["test_accuracy"]}
+    atomic_write_json(path, json_safe(doc))
     atomic_write_json(out / "ensemble.json", summary)
     return summary
 
