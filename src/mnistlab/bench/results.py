@@ -18,10 +18,11 @@ from ..errors import MnistlabError, UsageError
 from .choices import choices_markdown, trainer_choices
 from .preprocess import preprocess, preprocess_markdown
 from .sections import Budget, data_path, inference, scaling, time_to_99
+from .speedrun import speedrun, speedrun_markdown
 
 __all__ = ["SECTIONS", "run_bench"]
 
-SECTIONS = ("data", "time99", "inference", "scaling", "choices", "preprocess")
+SECTIONS = ("data", "time99", "inference", "scaling", "choices", "preprocess", "speedrun")
 QUICK = Budget(
     images=2048,
     repeats=1,
@@ -35,6 +36,8 @@ QUICK = Budget(
     preprocess_runs=20,
     predict_files=40,
     predict_repeats=1,
+    speedrun_seeds=1,
+    sgemm_n=512,
 )
 
 
@@ -98,6 +101,7 @@ def run_bench(
         "scaling": lambda: scaling(data, device, budget),
         "choices": lambda: trainer_choices(data, device, budget),
         "preprocess": lambda: preprocess(data, budget),
+        "speedrun": lambda: speedrun(data, data_dir, device, budget),
     }
     for name in sections:
         log(f"bench: {name} ...")
@@ -268,6 +272,8 @@ def to_markdown(r: dict) -> str:
         lines += choices_markdown(r["choices"])
     if "preprocess" in r:
         lines += preprocess_markdown(r["preprocess"])
+    if "speedrun" in r:
+        lines += speedrun_markdown(r["speedrun"])
     return "\n".join(lines)
 
 

@@ -40,6 +40,8 @@ class Budget:
     preprocess_runs: int = 1000  # to_mnist calls per kind of image
     predict_files: int = 2000  # PNG files through predict_files
     predict_repeats: int = 3
+    speedrun_seeds: int = 10  # warm runs of the speedrun preset, after a cold one
+    sgemm_n: int = 4096  # the matmul that measures the machine's peak
 
 
 def _recipe(cfg: TrainConfig, steps_per_epoch: int, device, info, epochs: int | None = None):

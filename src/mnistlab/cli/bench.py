@@ -17,7 +17,8 @@ def bench(
     out: Path = typer.Option(Path("benchmarks/results.md"), help="Markdown file to write."),
     only: str = typer.Option(
         None,
-        help="Comma-separated sections: data, time99, inference, scaling, choices, preprocess. "
+        help="Comma-separated sections: data, time99, inference, scaling, choices, preprocess, "
+        "speedrun. "
         "\\[default: all]",
     ),
     device: str = typer.Option("cpu", help="cpu, cuda, mps or auto: where training runs."),

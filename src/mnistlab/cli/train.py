@@ -38,11 +38,22 @@ CONFIG_OPTIONS = {
     ),
     "dataset": typer.Option(None, help="mnist or fashion-mnist." + _default("dataset")),
     "epochs": typer.Option(None, "--epochs", "-e", help="Epochs to train." + _default("epochs")),
+    "steps": typer.Option(
+        None,
+        help="Train this many optimiser steps in all instead of whole epochs (a budget "
+        "finer than an epoch; the last epoch is cut short). \\[default: whole epochs]",
+    ),
     "batch_size": typer.Option(
         None, "--batch-size", "-b", help="Training batch size." + _default("batch_size")
     ),
     "lr": typer.Option(None, help="(Peak) learning rate." + _default("lr")),
     "momentum": typer.Option(None, help="SGD momentum." + _default("momentum")),
+    "beta1": typer.Option(
+        None,
+        help="Adam/AdamW's first beta (the onecycle schedule cycles it itself)."
+        + _default("beta1"),
+    ),
+    "beta2": typer.Option(None, help="Adam/AdamW's second beta." + _default("beta2")),
     "weight_decay": typer.Option(None, help="Weight decay." + _default("weight_decay")),
     "optimizer": typer.Option(None, help="sgd, adam, adamw or adadelta." + _default("optimizer")),
     "loss": typer.Option(
@@ -95,9 +106,12 @@ def train(
     ops: str = CONFIG_OPTIONS["ops"],
     dataset: str = CONFIG_OPTIONS["dataset"],
     epochs: int = CONFIG_OPTIONS["epochs"],
+    steps: int = CONFIG_OPTIONS["steps"],
     batch_size: int = CONFIG_OPTIONS["batch_size"],
     lr: float = CONFIG_OPTIONS["lr"],
     momentum: float = CONFIG_OPTIONS["momentum"],
+    beta1: float = CONFIG_OPTIONS["beta1"],
+    beta2: float = CONFIG_OPTIONS["beta2"],
     weight_decay: float = CONFIG_OPTIONS["weight_decay"],
     optimizer: str = CONFIG_OPTIONS["optimizer"],
     loss: str = CONFIG_OPTIONS["loss"],
@@ -158,6 +172,10 @@ def train(
         extra = ["dry_run"] * dry_run + ["preset"] * bool(preset)
         flags = ", ".join("--" + k.replace("_", "-") for k in [*given, *extra])
         raise UsageError(f"--resume continues the run's saved recipe; drop {flags}")
+    if "epochs" in given and "steps" in given:
+        raise UsageError("--epochs and --steps both set how long to train; give one of them")
+    if "epochs" in given:
+        given["steps"] = None  # whole epochs, whatever budget the preset had
     if given.get("loss") == "mse" and "label_smoothing" not in given:
         given["label_smoothing"] = 0.0  # the default recipe smooths cross-entropy's labels only
     if "ops" in given:

@@ -95,8 +95,8 @@ def _all(t: torch.Tensor) -> torch.Tensor:
 class DeviceLoader:
     """Batches ``(x_normalised, y)`` from tensors already on the device.
 
-    ``batches(epoch, start)`` yields the epoch's batches from number ``start`` on;
-    the order depends only on ``(seed, epoch)``. With ``world_size`` > 1 it yields
+    ``batches(epoch, start, stop)`` yields the epoch's batches from number ``start``
+    up to ``stop`` (default: the last); the order depends only on ``(seed, epoch)``. With ``world_size`` > 1 it yields
     rank ``rank``'s share of each batch: rows ``rank * k`` to ``(rank + 1) * k`` of
     it, ``k = batch_size // world_size``, augmented as in one process.
     """
@@ -143,14 +143,15 @@ class DeviceLoader:
         return torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
 
     def batches(
-        self, epoch: int = 0, start: int = 0
+        self, epoch: int = 0, start: int = 0, stop: int | None = None
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, bs = len(self.images), self.batch_size
         gen = self._generator(epoch)
         order = torch.randperm(n, generator=gen).to(self.images.device) if self.shuffle else None
         # this rank's rows of each batch, or all of them to augment (see below)
         pick = self._share if self.augment is None else _all
-        for b in range(start, len(self)):
+        end = len(self) if stop is None else min(stop, len(self))
+        for b in range(start, end):
             sl = slice(b * bs, min((b + 1) * bs, n))
             if order is None:
                 x, y = pick(self.images[sl]), pick(self.labels[sl])

@@ -23,6 +23,7 @@ LIMITS = {  # int fields: 1 <= value <= limit
     "step_size": 10_000,
     "log_every": 1_000_000_000,
     "train_subset": 100_000_000,
+    "steps": 100_000_000,
 }
 MAX_VAL_SIZE = 100_000_000
 MAX_LR = 10.0
@@ -66,11 +67,18 @@ class TrainConfig:
     model_kwargs: dict = field(default_factory=dict)
     dataset: str = "mnist"
     epochs: int = 10
+    # a budget in optimiser steps instead of epochs, finer than an epoch: the run
+    # trains this many steps in all, its last epoch cut short (None: `epochs` epochs)
+    steps: int | None = None
     batch_size: int = 256
     eval_batch_size: int = 1000
     optimizer: str = "adam"
     lr: float = 0.01
     momentum: float = 0.9  # sgd only
+    # adam and adamw: the decay rates of their averages of the gradient and its square;
+    # the onecycle schedule cycles beta1 itself, between 0.95 and 0.85 (torch's default)
+    beta1: float = 0.9
+    beta2: float = 0.999
     weight_decay: float = 0.0
     loss: str = "ce"
     label_smoothing: float = 0.1  # chosen with the augmentations (docs/handwriting.md)
@@ -119,6 +127,15 @@ class TrainConfig:
             raise bad("lr", f"greater than 0 and at most {MAX_LR:g}", self.lr)
         if not 0 <= self.momentum < 1:
             raise bad("momentum", "in [0, 1)", self.momentum)
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise bad(name, "in [0, 1)", getattr(self, name))
+        if self.beta1 != 0.9 and self.schedule == "onecycle" and self.optimizer != "sgd":
+            raise UsageError(
+                "has no effect with the onecycle schedule, which cycles it between 0.95 "
+                "and 0.85; leave it out, or choose another --schedule",
+                option="beta1",
+            )
         if not 0 <= self.weight_decay <= 1:
             raise bad("weight_decay", "in [0, 1]", self.weight_decay)
         if not 0 <= self.label_smoothing < 1:
@@ -179,6 +196,18 @@ class TrainConfig:
                 ok, what = isinstance(value, str), "text"
             if not ok:
                 raise UsageError(f"must be {what}, got {value!r}", option=f.name)
+
+    def total_epochs(self, steps_per_epoch: int) -> int:
+        """The epochs the run trains: ``epochs``, or as many as ``steps`` begins."""
+        if self.steps is None:
+            return self.epochs
+        return -(-self.steps // steps_per_epoch)  # ceil
+
+    def epoch_steps(self, epoch: int, steps_per_epoch: int) -> int:
+        """The steps epoch ``epoch`` (from 1) trains: all, or what ``steps`` leaves."""
+        if self.steps is None:
+            return steps_per_epoch
+        return max(0, min(steps_per_epoch, self.steps - (epoch - 1) * steps_per_epoch))
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -100,7 +100,9 @@ def build_training(
 ) -> tuple[torch.nn.Module, torch.optim.Optimizer, object, LossFn]:
     """Model (on ``device``), optimiser, per-batch scheduler and loss of ``cfg``.
 
-    Draws the model's initial weights from torch's global RNG; seed it first.
+    The schedule spans ``epochs`` epochs if given, else ``cfg``'s budget (its
+    ``steps``, or its ``epochs``). Draws the model's initial weights from torch's
+    global RNG; seed it first.
     """
     model = create_model(
         cfg.model, mean=mean, std=std, class_names=class_names, **cfg.model_kwargs
@@ -108,11 +110,20 @@ def build_training(
     if cfg.channels_last:
         # only 4-D (conv) weights change layout; a (N, 1, 28, 28) input already fits NHWC
         model = model.to(memory_format=torch.channels_last)
+    betas = (cfg.beta1, cfg.beta2)
     optimizer = make_optimizer(
-        cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay
+        cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay, betas
     )
+    # a step budget sets the schedule's length, unless the caller asks for other epochs
+    total = cfg.steps if epochs is None else None
     scheduler = make_scheduler(
-        cfg.schedule, optimizer, epochs or cfg.epochs, steps_per_epoch, cfg.step_size, cfg.gamma
+        cfg.schedule,
+        optimizer,
+        epochs or cfg.epochs,
+        steps_per_epoch,
+        cfg.step_size,
+        cfg.gamma,
+        total_steps=total,
     )
     return model, optimizer, scheduler, make_loss(cfg.loss, cfg.label_smoothing, len(class_names))
 
@@ -134,6 +145,12 @@ class _Training:
     loss_fn: LossFn
     splits: dict  # "val"/"test" -> (uint8 images, labels), cut short for a dry run
     average: WeightAverage | None = None  # the EMA of the weights, if the recipe keeps one
+
+    def epoch_steps(self, epoch: int) -> int:
+        """The steps epoch ``epoch`` trains: the whole loader, or what ``steps`` leaves."""
+        if self.cfg.dry_run:
+            return len(self.loader)
+        return self.cfg.epoch_steps(epoch, len(self.loader))
 
     @property
     def kept(self) -> torch.nn.Module:
@@ -160,13 +177,13 @@ def _build(cfg: TrainConfig) -> _Training:
     dist.check_batch(cfg.batch_size, left)
     mean = data.info.mean if cfg.mean is None else cfg.mean
     std = data.info.std if cfg.std is None else cfg.std
-    epochs = 1 if cfg.dry_run else cfg.epochs
     max_batches = DRY_RUN_BATCHES if cfg.dry_run else None
     loader = make_train_loader(
         cfg, *data.train, mean, std, max_batches, rank=dist.rank(), world_size=ranks
     )
+    epochs = 1 if cfg.dry_run else cfg.total_epochs(len(loader))
     model, optimizer, scheduler, loss_fn = build_training(
-        cfg, mean, std, data.info.classes, len(loader), device, epochs
+        cfg, mean, std, data.info.classes, len(loader), device, 1 if cfg.dry_run else None
     )
     n = DRY_RUN_EVAL if cfg.dry_run else None
     splits = {"val": data.val, "test": data.test}
@@ -282,7 +299,7 @@ def _fit(
 
         try:
             while p.pos.epoch <= t.epochs:
-                rep.epoch_start(p.pos.epoch, len(t.loader), p.pos.step)
+                rep.epoch_start(p.pos.epoch, t.epoch_steps(p.pos.epoch), p.pos.step)
                 p.pos = train_one_epoch(
                     trained,
                     t.loader,
@@ -291,6 +308,7 @@ def _fit(
                     epoch=p.pos.epoch,
                     scheduler=t.scheduler,
                     position=p.pos,
+                    steps=t.epoch_steps(p.pos.epoch),
                     log_every=cfg.log_every,
                     on_log=emit,
                     on_step=on_step,
@@ -298,7 +316,7 @@ def _fit(
                     check_every=check_every,
                     sum_ranks=dist.sum_ranks,
                 )
-                if p.pos.step < len(t.loader):  # stopped by Ctrl-C in the middle of the epoch
+                if p.pos.step < t.epoch_steps(p.pos.epoch):  # stopped by Ctrl-C mid-epoch
                     interrupted = True
                     save_last(done=False)
                     break

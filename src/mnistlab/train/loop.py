@@ -89,6 +89,7 @@ def train_one_epoch(
     epoch: int,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     position: EpochPosition | None = None,
+    steps: int | None = None,
     log_every: int = 0,
     on_log: Callable[[dict], None] | None = None,
     on_step: Callable[[int], None] | None = None,
@@ -96,7 +97,8 @@ def train_one_epoch(
     check_every: int | None = None,
     sum_ranks: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> EpochPosition:
-    """Train over ``loader``'s batches for ``epoch``, from ``position.step`` on if given.
+    """Train over ``loader``'s batches for ``epoch``, from ``position.step`` on if given,
+    up to step ``steps`` of the epoch (default: all of them).
 
     Every ``log_every`` steps ``on_log`` gets the running loss and accuracy since the
     last log. Returns the position reached: the whole epoch, or fewer steps if
@@ -124,7 +126,7 @@ def train_one_epoch(
     if check_every is None:
         check_every = 1 if dev.type == "cpu" else CHECK_EVERY
     t0 = time.perf_counter()
-    for x, y in loader.batches(epoch, start=pos.step):
+    for x, y in loader.batches(epoch, start=pos.step, stop=steps):
         logits = model(x)
         loss = loss_fn(logits, y)
         if check_every == 1:

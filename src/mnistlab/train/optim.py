@@ -13,7 +13,12 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def make_optimizer(
-    name: str, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0
+    name: str,
+    params,
+    lr: float,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0,
+    betas: tuple[float, float] = (0.9, 0.999),
 ) -> torch.optim.Optimizer:
     """An optimiser by name, using torch's fused kernel where it has one for the device.
 
@@ -21,7 +26,7 @@ def make_optimizer(
     made Adam's update for the ``fast`` net about 3x faster than the for-loop one
     (section 5 of benchmarks/results.md); a whole epoch gains less than its noise
     there, but the update's share grows with the device's speed. Adadelta has no
-    fused kernel and uses foreach.
+    fused kernel and uses foreach. ``betas`` are Adam's and AdamW's alone.
     """
     params = list(params)
     if name == "sgd":
@@ -29,9 +34,13 @@ def make_optimizer(
             torch.optim.SGD, params, lr=lr, momentum=momentum, weight_decay=weight_decay
         )
     if name == "adam":
-        return _fused_or_foreach(torch.optim.Adam, params, lr=lr, weight_decay=weight_decay)
+        return _fused_or_foreach(
+            torch.optim.Adam, params, lr=lr, betas=betas, weight_decay=weight_decay
+        )
     if name == "adamw":
-        return _fused_or_foreach(torch.optim.AdamW, params, lr=lr, weight_decay=weight_decay)
+        return _fused_or_foreach(
+            torch.optim.AdamW, params, lr=lr, betas=betas, weight_decay=weight_decay
+        )
     if name == "adadelta":
         return torch.optim.Adadelta(params, lr=lr, weight_decay=weight_decay, foreach=True)
     raise ValueError(f"unknown optimizer {name!r}")
@@ -64,9 +73,13 @@ def make_scheduler(
     steps_per_epoch: int,
     step_size: int = 1,
     gamma: float = 0.7,
+    total_steps: int | None = None,
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """A scheduler stepped once per *batch*; step and cosine are expressed in batches too."""
-    total = epochs * steps_per_epoch
+    """A scheduler stepped once per *batch*; step and cosine are expressed in batches too.
+
+    ``total_steps``: the run's steps when its budget is not whole epochs.
+    """
+    total = total_steps or epochs * steps_per_epoch
     if name == "none":
         return None
     if name == "step":

@@ -119,6 +119,23 @@ PRESETS: dict[str, dict] = {
         "label_smoothing": 0.1,
         **_PLAIN,
     },
+    "speedrun": {
+        "_about": "ours, the speedrun: speedrun net, Adam (beta2 0.9) + one-cycle, lr 0.02, "
+        "batch 128, label smoothing 0.2, 234 steps (30k images, about half an epoch)",
+        # Chosen on the validation split (seeds 0-7: 98.64% after 234 steps, 98.59% after
+        # 210), then evaluated on test once per seed (docs/speedrun.md)
+        "model": "speedrun",
+        "optimizer": "adam",
+        "lr": 0.02,
+        # one-cycle cycles beta1 (0.95 -> 0.85 -> 0.95); a short memory of the squared
+        # gradient suits a run of a few hundred steps
+        "beta2": 0.9,
+        "schedule": "onecycle",
+        "batch_size": 128,
+        "steps": 234,
+        "label_smoothing": 0.2,
+        **_PLAIN,
+    },
     "best": {
         "_about": "ours, most accurate: best net, random-affine augmentation, Adam + "
         "one-cycle, label smoothing 0.1, batch 128, 30 epochs on all 60k, weights' EMA "

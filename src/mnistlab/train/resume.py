@@ -58,7 +58,9 @@ def saved_config(run_dir: Path) -> TrainConfig:
     saved = doc.get("model")
     if isinstance(saved, dict):  # a malformed one is refused when the checkpoint loads
         check_same_model(run_dir, cfg, saved.get("name"), saved.get("kwargs"))
-    check_saved_recipe(doc, resume, cfg.recipe(), cfg.epochs, config, last)
+    # a step budget's epochs depend on the loader; they are at most its steps
+    most = cfg.epochs if cfg.steps is None else cfg.steps
+    check_saved_recipe(doc, resume, cfg.recipe(), most, config, last)
     return cfg
 
 
