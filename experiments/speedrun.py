@@ -33,6 +33,7 @@ from mnistlab.train.fit import build_training, fit, make_train_loader
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
+TRAIN = [sys.executable, "-m", "mnistlab", "train", "--preset", "speedrun"]
 VARIANTS = {  # name -> overrides of the preset (the same images seen: steps x batch)
     "speedrun preset": {},
     "fast net (16/32 channels, BatchNorm on both)": {"model": "fast"},
@@ -139,8 +140,7 @@ def omp_active(data_dir: str) -> dict:
                 env["OMP_WAIT_POLICY"] = policy
             with tempfile.TemporaryDirectory() as tmp:
                 subprocess.run(
-                    [sys.executable, "-m", "mnistlab", "train", "--preset", "speedrun"]
-                    + ["--out-dir", tmp, "--name", "r"],
+                    [*TRAIN, "--out-dir", tmp, "--name", "r"],
                     env=env,
                     check=True,
                     capture_output=True,

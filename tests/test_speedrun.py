@@ -80,7 +80,10 @@ def test_the_loader_stops_at_stop_with_the_batches_a_full_pass_yields():
     full = list(loader.batches(2))
     cut = list(loader.batches(2, start=1, stop=3))
     assert len(full) == 5 and len(cut) == 2
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(full[1:3], cut))
+    assert all(
+        torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+        for a, b in zip(full[1:3], cut, strict=True)
+    )
 
 
 @pytest.mark.slow

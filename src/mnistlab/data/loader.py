@@ -96,9 +96,10 @@ class DeviceLoader:
     """Batches ``(x_normalised, y)`` from tensors already on the device.
 
     ``batches(epoch, start, stop)`` yields the epoch's batches from number ``start``
-    up to ``stop`` (default: the last); the order depends only on ``(seed, epoch)``. With ``world_size`` > 1 it yields
-    rank ``rank``'s share of each batch: rows ``rank * k`` to ``(rank + 1) * k`` of
-    it, ``k = batch_size // world_size``, augmented as in one process.
+    up to ``stop`` (default: the last); the order depends only on ``(seed, epoch)``.
+    With ``world_size`` > 1 it yields rank ``rank``'s share of each batch: rows
+    ``rank * k`` to ``(rank + 1) * k`` of it, ``k = batch_size // world_size``,
+    augmented as in one process.
     """
 
     def __init__(
