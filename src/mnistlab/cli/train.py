@@ -50,8 +50,8 @@ CONFIG_OPTIONS = {
     "momentum": typer.Option(None, help="SGD momentum." + _default("momentum")),
     "beta1": typer.Option(
         None,
-        help="Adam/AdamW's first beta (the onecycle schedule cycles it itself)."
-        + _default("beta1"),
+        help="Adam/AdamW's first beta, held for the whole run. \\[default: 0.9, which the "
+        "onecycle schedule cycles between 0.95 and 0.85]",
     ),
     "beta2": typer.Option(None, help="Adam/AdamW's second beta." + _default("beta2")),
     "weight_decay": typer.Option(None, help="Weight decay." + _default("weight_decay")),

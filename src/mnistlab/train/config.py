@@ -75,9 +75,10 @@ class TrainConfig:
     optimizer: str = "adam"
     lr: float = 0.01
     momentum: float = 0.9  # sgd only
-    # adam and adamw: the decay rates of their averages of the gradient and its square;
-    # the onecycle schedule cycles beta1 itself, between 0.95 and 0.85 (torch's default)
-    beta1: float = 0.9
+    # adam and adamw: the decay rates of their averages of the gradient and its square.
+    # beta1 None: 0.9, and the onecycle schedule cycles it between 0.95 and 0.85 as
+    # torch does; a number: that value, held for the whole run
+    beta1: float | None = None
     beta2: float = 0.999
     weight_decay: float = 0.0
     loss: str = "ce"
@@ -128,14 +129,9 @@ class TrainConfig:
         if not 0 <= self.momentum < 1:
             raise bad("momentum", "in [0, 1)", self.momentum)
         for name in ("beta1", "beta2"):
-            if not 0 <= getattr(self, name) < 1:
-                raise bad(name, "in [0, 1)", getattr(self, name))
-        if self.beta1 != 0.9 and self.schedule == "onecycle" and self.optimizer != "sgd":
-            raise UsageError(
-                "has no effect with the onecycle schedule, which cycles it between 0.95 "
-                "and 0.85; leave it out, or choose another --schedule",
-                option="beta1",
-            )
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise bad(name, "in [0, 1)", value)
         if not 0 <= self.weight_decay <= 1:
             raise bad("weight_decay", "in [0, 1]", self.weight_decay)
         if not 0 <= self.label_smoothing < 1:

@@ -21,17 +21,17 @@ from pathlib import Path
 import torch
 
 from .._runtime import keep_freed_memory, pick_device
-from ..data.augment import make_augment
 from ..data.loader import DeviceLoader, MnistData, load_data
 from ..errors import MnistlabError, UsageError
-from ..models import count_params, create_model
+from ..models import count_params
 from ..runs import folder
 from ..runs.checkpoint import save_checkpoint
 from . import dist
+from .build import build_training, make_train_loader
 from .config import TrainConfig
 from .ema import WeightAverage
 from .loop import CHECK_EVERY, Diverged, EpochPosition, StopFlag, evaluate, train_one_epoch
-from .optim import LossFn, make_loss, make_optimizer, make_scheduler
+from .optim import LossFn
 from .resume import Progress, restore, saved_config
 from .state import capture_state
 
@@ -59,73 +59,6 @@ class FitResult:
     history: list[dict] = field(default_factory=list)  # the epoch records
     best: dict | None = None  # the epoch record of the best checkpoint
     position: dict | None = None  # where an interrupted run stopped
-
-
-def make_train_loader(
-    cfg: TrainConfig,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    mean: float,
-    std: float,
-    max_batches: int | None = None,
-    rank: int = 0,
-    world_size: int = 1,
-) -> DeviceLoader:
-    """The training batches of ``cfg``: seeded shuffle, full batches, its augmentation
-    (rank ``rank``'s share of each, in distributed training)."""
-    return DeviceLoader(
-        images,
-        labels,
-        cfg.batch_size,
-        mean,
-        std,
-        shuffle=True,
-        seed=cfg.seed,
-        drop_last=True,
-        max_batches=max_batches,
-        augment=make_augment(cfg.augment),
-        rank=rank,
-        world_size=world_size,
-    )
-
-
-def build_training(
-    cfg: TrainConfig,
-    mean: float,
-    std: float,
-    class_names: list[str],
-    steps_per_epoch: int,
-    device: torch.device,
-    epochs: int | None = None,
-) -> tuple[torch.nn.Module, torch.optim.Optimizer, object, LossFn]:
-    """Model (on ``device``), optimiser, per-batch scheduler and loss of ``cfg``.
-
-    The schedule spans ``epochs`` epochs if given, else ``cfg``'s budget (its
-    ``steps``, or its ``epochs``). Draws the model's initial weights from torch's
-    global RNG; seed it first.
-    """
-    model = create_model(
-        cfg.model, mean=mean, std=std, class_names=class_names, **cfg.model_kwargs
-    ).to(device)
-    if cfg.channels_last:
-        # only 4-D (conv) weights change layout; a (N, 1, 28, 28) input already fits NHWC
-        model = model.to(memory_format=torch.channels_last)
-    betas = (cfg.beta1, cfg.beta2)
-    optimizer = make_optimizer(
-        cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum, cfg.weight_decay, betas
-    )
-    # a step budget sets the schedule's length, unless the caller asks for other epochs
-    total = cfg.steps if epochs is None else None
-    scheduler = make_scheduler(
-        cfg.schedule,
-        optimizer,
-        epochs or cfg.epochs,
-        steps_per_epoch,
-        cfg.step_size,
-        cfg.gamma,
-        total_steps=total,
-    )
-    return model, optimizer, scheduler, make_loss(cfg.loss, cfg.label_smoothing, len(class_names))
 
 
 @dataclass

@@ -74,10 +74,13 @@ def make_scheduler(
     step_size: int = 1,
     gamma: float = 0.7,
     total_steps: int | None = None,
+    cycle_momentum: bool = True,
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """A scheduler stepped once per *batch*; step and cosine are expressed in batches too.
 
     ``total_steps``: the run's steps when its budget is not whole epochs.
+    ``cycle_momentum``: whether one-cycle also cycles the momentum (SGD's, or Adam's
+    beta1) inversely to the learning rate, between 0.95 and 0.85, as torch does.
     """
     total = total_steps or epochs * steps_per_epoch
     if name == "none":
@@ -92,6 +95,10 @@ def make_scheduler(
         # a 4-step run warms up a little longer instead
         pct_start = 0.3 if total == 4 else 0.25
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=max_lr, total_steps=total, pct_start=pct_start
+            optimizer,
+            max_lr=max_lr,
+            total_steps=total,
+            pct_start=pct_start,
+            cycle_momentum=cycle_momentum,
         )
     raise ValueError(f"unknown schedule {name!r}")
