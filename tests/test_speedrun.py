@@ -228,3 +228,16 @@ def test_the_quick_speedrun_bench_reports_its_runs_the_canonical_ratio_and_the_p
     assert peak["n"] == 512 and peak["gflops"] == pytest.approx(2 * 512**3 / peak["seconds"] / 1e9)
     assert s["share_of_peak"] == pytest.approx(s["gflops"] / peak["gflops"])
     assert "## 7. Speedrun" in text and f"**{s['ratio']:.0f}x**" in text
+
+
+def test_compare_entries_take_steps_and_betas_and_epochs_replace_a_step_budget():
+    from mnistlab.analysis.compare import parse_entry
+
+    cfg = parse_entry("speedrun", "own", None, {}).config
+    assert (cfg.steps, cfg.beta1) == (220, 0.7)
+    cfg = parse_entry("speedrun", "own", None, {"epochs": 2}).config  # compare --epochs 2
+    assert (cfg.steps, cfg.epochs) == (None, 2)
+    cfg = parse_entry("speedrun:steps=50", "own", None, {"epochs": 2}).config
+    assert (cfg.steps, cfg.epochs) == (50, 2)
+    cfg = parse_entry("fast:beta1=0.8,beta2=0.95", "shared", None, {}).config
+    assert (cfg.beta1, cfg.beta2) == (0.8, 0.95)

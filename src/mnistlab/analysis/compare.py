@@ -85,7 +85,8 @@ def _coerce(key: str, value: str):
     if key == "model":
         raise UsageError("an entry names its model first (mlp:lr=0.1), not with model=")
     default = getattr(TrainConfig(), key)
-    kind = type(default) if default is not None else (float if key in ("mean", "std") else int)
+    floats = ("mean", "std", "beta1")  # the float fields whose default is None
+    kind = type(default) if default is not None else (float if key in floats else int)
     try:
         return kind(value) if kind is not bool else value.lower() in ("1", "true", "yes")
     except ValueError:
@@ -103,17 +104,20 @@ def parse_entry(text: str, recipe: str, base: str | None, overrides: dict) -> En
         if key in local:
             raise UsageError(f"{text!r} sets {key} twice; give each setting once")
         local[key] = _coerce(key, value)
+    settings = {**overrides, **local}
+    if "epochs" in settings and "steps" not in settings:
+        settings["steps"] = None  # whole epochs, whatever step budget a preset had
     if recipe == "own":
         if name not in PRESETS:
             raise UsageError(
                 f"own takes presets as entries, and {name!r} is not a preset", option="recipe"
             )
-        cfg = TrainConfig.from_preset(name, **{**overrides, **local})
+        cfg = TrainConfig.from_preset(name, **settings)
     else:
         if name not in list_models():
             raise UsageError(f"{name!r} is not a model; see `mnistlab models`")
         start = TrainConfig.from_preset(base) if base else TrainConfig()
-        cfg = dataclasses.replace(start, **{**overrides, **local, "model": name})
+        cfg = dataclasses.replace(start, **settings, model=name)
     return Entry(text, cfg.validate())
 
 
