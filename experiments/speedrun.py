@@ -1,15 +1,18 @@
 """The levers behind the speedrun preset, measured side by side (docs/speedrun.md).
 
-    python experiments/speedrun.py            # prints the table, writes runs/speedrun-levers.json
+    python experiments/speedrun.py            # prints the tables, writes runs/speedrun-levers.json
 
 Each variant is the `speedrun` preset with one thing changed, trained through `fit`
 exactly as `mnistlab train` does, seeds 0-2, the variants interleaved so that a
 slow minute of the machine falls on all of them. Accuracy is the validation
-split's: nothing here looks at the test set. torch.compile and bf16 autocast are
-not config options, so they are timed on the preset's own training step in a bare
-loop on batches built beforehand, against the same bare loop in eager fp32; that
-loop against `fit` is what the loader (indexing, normalising) and `fit`'s
-bookkeeping per step cost.
+split's: nothing here looks at the test set.
+
+Levers that are not config options are timed on the preset's own training step in
+bare loops: torch.compile and bf16 autocast against eager fp32 on batches built
+beforehand; batch-size schedules (the same images in batches that grow or shrink
+on the way) with their validation accuracy over 8 seeds; and what `fit` adds to the
+bare loop, each layer in turn (the loader, `train_one_epoch`'s bookkeeping, `fit`),
+interleaved in one process.
 """
 
 from __future__ import annotations
@@ -28,9 +31,12 @@ import torch
 
 from mnistlab._runtime import keep_freed_memory
 from mnistlab.data.loader import load_data
+from mnistlab.data.normalize import normalize
 from mnistlab.runs.folder import epoch_records
+from mnistlab.train.build import build_training, make_train_loader
 from mnistlab.train.config import TrainConfig
-from mnistlab.train.fit import build_training, fit, make_train_loader
+from mnistlab.train.fit import fit
+from mnistlab.train.loop import evaluate, train_one_epoch
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = (0, 1, 2)
@@ -45,6 +51,14 @@ VARIANTS = {  # name -> overrides of the preset (the same images seen: steps x b
     "Adam beta2 0.999 (torch's default)": {"beta2": 0.999},
     "label smoothing 0.1": {"label_smoothing": 0.1},
     "lr 0.01": {"lr": 0.01},
+}
+SCHEDULES = {  # name -> (batch size, steps) in turn; each is 28,160 images, as the preset
+    "128 x 220 (the preset)": [(128, 220)],
+    "128 x 110, then 256 x 55": [(128, 110), (256, 55)],
+    "128 x 146, then 256 x 37": [(128, 146), (256, 37)],
+    "96 x 146, then 256 x 55": [(96, 146), (256, 55)],
+    "64 x 110, 128 x 55, then 256 x 55": [(64, 110), (128, 55), (256, 55)],
+    "256 x 55, then 128 x 110 (shrinking)": [(256, 55), (128, 110)],
 }
 
 
@@ -121,6 +135,73 @@ def bare_loops(data_dir: str, repeats: int = 3) -> dict:
     return out
 
 
+def batch_schedules(data_dir: str, seeds: range = range(8)) -> dict:
+    """The preset's images in batches whose size changes on the way (one-cycle over
+    all the steps), a bare loop on the loader's shuffled order; validation accuracy."""
+    base = TrainConfig.from_preset("speedrun")
+    out = {name: {"seconds": [], "val_acc": []} for name in SCHEDULES}
+    for seed in seeds:
+        data = load_data("mnist", data_dir, "cpu", base.val_size, seed)
+        info, (images, labels) = data.info, data.train
+        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+        for name, plan in SCHEDULES.items():
+            cfg = replace(base, seed=seed, steps=sum(n for _, n in plan))
+            torch.manual_seed(seed)
+            model, opt, sched, loss_fn = build_training(
+                cfg, info.mean, info.std, info.classes, len(images) // 64, torch.device("cpu")
+            )
+            start = time.perf_counter()
+            i = 0
+            for size, steps in plan:
+                for _ in range(steps):
+                    idx = order[i : i + size]
+                    i += size
+                    x = normalize(images.index_select(0, idx), info.mean, info.std)
+                    _bare_step(model, opt, sched, loss_fn, x, labels.index_select(0, idx))
+            out[name]["seconds"].append(time.perf_counter() - start)
+            acc = evaluate(model, *data.val, info.mean, info.std, loss_fn)["acc"]
+            out[name]["val_acc"].append(acc)
+    return out
+
+
+def loop_layers(data_dir: str, repeats: int = 12) -> dict:
+    """The preset's 220 steps four ways, interleaved: a bare loop on batches built
+    beforehand, the bare loop drawing from the loader, `train_one_epoch`, and `fit`
+    (its `train_seconds`); each repeat starts from a different one of the four."""
+    cfg = TrainConfig.from_preset("speedrun", data_dir=data_dir)
+    data = load_data("mnist", data_dir, "cpu", cfg.val_size, cfg.seed)
+    info = data.info
+    loader = make_train_loader(cfg, *data.train, info.mean, info.std)
+
+    def build():
+        torch.manual_seed(cfg.seed)
+        return build_training(
+            cfg, info.mean, info.std, info.classes, len(loader), torch.device("cpu")
+        )
+
+    out = {k: [] for k in ("prebuilt batches", "loader", "train_one_epoch", "fit")}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(repeats):
+            batches = list(loader.batches(1, stop=cfg.steps))
+            kinds = list(out)
+            for kind in kinds[r % 4 :] + kinds[: r % 4]:  # each goes first in turn
+                model, opt, sched, loss_fn = build()
+                start = time.perf_counter()
+                if kind == "prebuilt batches":
+                    for x, y in batches:
+                        _bare_step(model, opt, sched, loss_fn, x, y)
+                elif kind == "loader":
+                    for x, y in loader.batches(1, stop=cfg.steps):
+                        _bare_step(model, opt, sched, loss_fn, x, y)
+                elif kind == "train_one_epoch":
+                    train_one_epoch(model, loader, opt, loss_fn, 1, sched, steps=cfg.steps)
+                seconds = time.perf_counter() - start
+                if kind == "fit":
+                    seconds, _ = _fit(replace(cfg, out_dir=tmp, run_name=f"fit-{r}"))
+                out[kind].append(seconds)
+    return out
+
+
 class _nothing:
     def __enter__(self):
         return self
@@ -151,6 +232,16 @@ def omp_active(data_dir: str) -> dict:
     return out
 
 
+def _table(what: str, rows: dict) -> None:
+    """Median time, its ratio to the first row, and the mean validation accuracy."""
+    base = statistics.median(next(iter(rows.values()))["seconds"])
+    print(f"\n| {what} | median training | vs first | mean val acc |\n|---|---:|---:|---:|")
+    for name, r in rows.items():
+        med = statistics.median(r["seconds"])
+        acc = statistics.mean(r["val_acc"])
+        print(f"| {name} | {med:.2f} s | {med / base:.2f}x | {100 * acc:.2f}% |")
+
+
 def main() -> None:
     keep_freed_memory()
     data_dir = os.environ.get("MNISTLAB_DATA", str(ROOT.parent / "shared" / "data" / "mnist"))
@@ -158,17 +249,13 @@ def main() -> None:
         "variants": variants(data_dir),
         "bare": bare_loops(data_dir),
         "omp": omp_active(data_dir),
+        "schedules": batch_schedules(data_dir),
+        "layers": loop_layers(data_dir),
     }
-    base = statistics.median(results["variants"]["speedrun preset"]["seconds"])
-    print("\n| variant | median training | vs preset | mean val acc |")
-    print("|---|---:|---:|---:|")
-    for name, r in results["variants"].items():
-        med = statistics.median(r["seconds"])
-        acc = statistics.mean(r["val_acc"])
-        print(f"| {name} | {med:.2f} s | {med / base:.2f}x | {100 * acc:.2f}% |")
+    _table("variant", results["variants"])
     bare = results["bare"]
     eager = statistics.median(bare["eager"]["seconds"])
-    print(f"\nbare loop, eager fp32: {eager:.2f} s (fit: {base:.2f} s, {base / eager:.2f}x)")
+    print(f"\nbare loop, eager fp32: {eager:.2f} s")
     for kind in ("compile", "bf16"):
         r = bare[kind]
         if "note" in r:
@@ -181,6 +268,13 @@ def main() -> None:
     omp = results["omp"]
     d, a = statistics.median(omp["default"]), statistics.median(omp["ACTIVE"])
     print(f"\nOMP_WAIT_POLICY unset {d:.2f} s, ACTIVE {a:.2f} s ({d / a:.2f}x)")
+    _table("batch-size schedule (bare loop, 8 seeds)", results["schedules"])
+    layers = results["layers"]
+    first = statistics.median(layers["prebuilt batches"])
+    print("\n| the preset's steps through | median | vs prebuilt batches |\n|---|---:|---:|")
+    for kind, secs in layers.items():
+        med = statistics.median(secs)
+        print(f"| {kind} | {med:.3f} s | {med / first:.3f}x |")
     path = ROOT / "runs" / "speedrun-levers.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(results, indent=1))

@@ -158,7 +158,8 @@ class DeviceLoader:
                 x, y = pick(self.images[sl]), pick(self.labels[sl])
             else:
                 idx = pick(order[sl])
-                x, y = self.images[idx], self.labels[idx]
+                # index_select: a 128-row gather in 9 µs where x[idx] takes 53 (2 threads)
+                x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
             if self.augment is None:
                 x = normalize(x, self.mean, self.std)  # (B, 1, 28, 28) float32
             else:
