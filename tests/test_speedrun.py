@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from mnistlab import TrainConfig, create_model, fit
 from mnistlab.cli import main
+from mnistlab.cli.progress import format_config
 from mnistlab.data.loader import DeviceLoader
 from mnistlab.errors import UsageError
 from mnistlab.models import count_params
@@ -64,6 +65,12 @@ def test_the_preset_trains_a_fixed_budget_of_under_an_epoch():
     steps_per_epoch = (60000 - cfg.val_size) // cfg.batch_size  # 429
     assert cfg.total_epochs(steps_per_epoch) == 1
     assert cfg.epoch_steps(1, steps_per_epoch) == 220 < steps_per_epoch
+
+
+def test_the_printed_config_shows_the_step_budget_not_the_unused_epochs():
+    shown = format_config(TrainConfig.from_preset("speedrun")).split()
+    assert "steps=220" in shown and not any(w.startswith("epochs=") for w in shown)
+    assert "epochs=3" in format_config(TrainConfig(epochs=3)).split()
 
 
 def test_epoch_steps_cut_only_the_last_epoch():

@@ -29,7 +29,10 @@ def _width(header: str, fmt: str) -> int:
 
 
 def format_config(cfg: TrainConfig) -> str:
-    return "  ".join(f"{k}={v}" for k, v in cfg.to_dict().items() if v not in (None, {}))
+    shown = cfg.to_dict()
+    if cfg.steps is not None:
+        del shown["epochs"]  # a step budget decides the length; epochs would mislead
+    return "  ".join(f"{k}={v}" for k, v in shown.items() if v not in (None, {}))
 
 
 class RichReporter(Reporter):
