@@ -137,7 +137,8 @@ def bare_loops(data_dir: str, repeats: int = 3) -> dict:
 
 def batch_schedules(data_dir: str, seeds: range = range(8)) -> dict:
     """The preset's images in batches whose size changes on the way (one-cycle over
-    all the steps), a bare loop on the loader's shuffled order; validation accuracy."""
+    all the steps), a bare loop on a seeded shuffle of the training split; validation
+    accuracy."""
     base = TrainConfig.from_preset("speedrun")
     out = {name: {"seconds": [], "val_acc": []} for name in SCHEDULES}
     for seed in seeds:
