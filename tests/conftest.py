@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import mnistlab  # noqa: F401  (sets ORT_DISABLE_TELEMETRY before a test imports onnxruntime)
+
 REPO = Path(__file__).resolve().parents[1]
 
 

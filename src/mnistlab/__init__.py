@@ -11,8 +11,11 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
+from ._privacy import quiet_libraries
 from ._version import __version__
 from .errors import MnistlabError, UsageError
+
+quiet_libraries()  # before anything of ours can import ONNX Runtime (see _privacy)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
     from .analysis.calibrate import calibrate_checkpoint
