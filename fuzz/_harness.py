@@ -59,5 +59,31 @@ def main(name: str, check: Callable[[bytes], None], seeds: Callable[[], Iterable
         for i, seed in enumerate(seeds()):
             (folder / f"seed-{i:03d}").write_bytes(seed)
         argv.append(str(folder))
-    atheris.Setup(argv, check)
+    atheris.Setup(argv, _timed(name, check))
     atheris.Fuzz()
+
+
+def _timed(name: str, check: Callable[[bytes], None]) -> Callable[[bytes], None]:
+    """``check``, printing each new slowest input's CPU time (``fuzz/run.py`` reports
+    the last) and keeping that input as ``fuzz/artifacts/NAME-slowest`` to replay:
+    libFuzzer's own figure is in whole seconds, and a hostile input that costs 0.4 s
+    matters to a server long before one costs a second."""
+    import time
+
+    slowest = 0.0
+    keep = HERE / "artifacts" / f"{name}-slowest"
+
+    def timed(data: bytes) -> None:
+        nonlocal slowest
+        start = time.process_time()
+        try:
+            check(data)
+        finally:
+            spent = time.process_time() - start
+            if spent > slowest:
+                slowest = spent
+                keep.parent.mkdir(exist_ok=True)
+                keep.write_bytes(data)
+                print(f"slowest input so far: {spent:.4f} s ({len(data)} bytes)", flush=True)
+
+    return timed

@@ -7,7 +7,9 @@ Each harness runs as its own process (libFuzzer owns the process and exits it), 
 output in ``fuzz/artifacts/NAME.log``. A crash, a hang (an input taking over
 ``--timeout`` seconds) or an out-of-memory input is written to ``fuzz/artifacts/``
 as ``NAME-crash-*`` (``-timeout-``, ``-oom-``), to replay with
-``python fuzz/fuzz_NAME.py FILE``. The exit status is 1 if anything was found.
+``python fuzz/fuzz_NAME.py FILE``; the slowest input each harness met (CPU seconds)
+is in the table and in ``fuzz/artifacts/NAME-slowest``. The exit status is 1 if
+anything was found.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE / "artifacts"
-HARNESSES = ("idx", "body", "image", "app")
+HARNESSES = ("idx", "body", "image", "app", "number")
 # libFuzzer's token dictionaries: the words a request is made of
 DICTS = {"body": "body.dict", "app": "body.dict"}
 FINDINGS = ("crash-", "timeout-", "oom-", "leak-")
@@ -36,6 +38,16 @@ def _runs(log: str) -> tuple[int, int]:
         return int(done[1]), int(done[2])
     status = re.findall(r"^#(\d+)\s", log, re.MULTILINE)
     return (int(status[-1]) if status else 0), 0
+
+
+def _slowest(log: str) -> float | int | None:
+    """The slowest input's time: the harness's own figure (CPU seconds, to the 0.1 ms,
+    the last it printed), else libFuzzer's final stat (whole seconds)."""
+    timed = re.findall(r"^slowest input so far: ([\d.]+) s", log, re.MULTILINE)
+    if timed:
+        return float(timed[-1])
+    stat = re.search(r"slowest_unit_time_sec:\s*(\d+)", log)
+    return int(stat[1]) if stat else None
 
 
 def run_one(name: str, seconds: int, timeout: int) -> dict:
@@ -61,7 +73,6 @@ def run_one(name: str, seconds: int, timeout: int) -> dict:
     wall = time.monotonic() - start
     text = log_path.read_text(errors="replace")
     runs, secs = _runs(text)
-    slowest = re.search(r"slowest_unit_time_sec:\s*(\d+)", text)
     found = sorted(
         p.name for p in set(ARTIFACTS.iterdir()) - before if p.name.startswith(name + "-")
     )
@@ -72,7 +83,7 @@ def run_one(name: str, seconds: int, timeout: int) -> dict:
         "runs": runs,
         "rate": runs / (secs or wall),
         "crashes": int(crashes),
-        "slowest": int(slowest[1]) if slowest else None,
+        "slowest": _slowest(text),
         "found": found,
         "rc": proc.returncode,
         "log": log_path,
@@ -85,7 +96,8 @@ def table(results: list[dict]) -> str:
         "|---|---:|---:|---:|---:|",
     ]
     for r in results:
-        slowest = "?" if r.get("slowest") is None else r["slowest"]
+        slowest = r.get("slowest")
+        slowest = "?" if slowest is None else f"{slowest:.4f}" if slowest % 1 else slowest
         rows.append(
             f"| {r['name']} | {r['runs']:,} | {r['rate']:,.0f} | {r['crashes']} | {slowest} |"
         )

@@ -230,7 +230,9 @@ def _mutations(seeds: list[bytes], count: int, seed: int = 0) -> list[bytes]:
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Pillow's, on every corrupt tag it skips
-@pytest.mark.parametrize(("name", "count"), [("idx", 400), ("body", 400), ("image", 300)])
+@pytest.mark.parametrize(
+    ("name", "count"), [("idx", 400), ("body", 400), ("image", 300), ("number", 150)]
+)
 def test_harness_checks_pass_on_seeds_and_mutations(harness, name, count):
     fuzz = harness(name)
     seeds = fuzz.seeds()
@@ -285,6 +287,12 @@ def test_run_reads_libfuzzer_stats(monkeypatch):
     one = {"name": "idx", "runs": 2_000_000, "rate": 95_337.2, "crashes": 0, "slowest": 1}
     rows = run.table([one])
     assert "| idx | 2,000,000 | 95,337 | 0 | 1 |" in rows and "**2,000,000**" in rows
+    # a harness's own figure, CPU seconds to the 0.1 ms, wins over libFuzzer's whole ones
+    log = "slowest input so far: 0.0021 s (9 bytes)\nslowest input so far: 0.0312 s (14 bytes)\n"
+    assert run._slowest(log + "stat::slowest_unit_time_sec: 0\n") == 0.0312
+    assert run._slowest("stat::slowest_unit_time_sec: 2\n") == 2
+    timed = one | {"name": "number", "runs": 10, "rate": 1.0, "slowest": 0.0312}
+    assert "| number | 10 | 1 | 0 | 0.0312 |" in run.table([timed])
 
 
 @pytest.mark.slow

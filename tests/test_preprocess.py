@@ -365,3 +365,55 @@ def test_mnist_digits_as_user_images_are_still_recognised(model, mnist):
     raw = _predict(model, list(x))
     # of the digits the model reads as they are, 99% it still reads as a user's image
     assert (pred[raw == y] == y[raw == y]).mean() >= 0.99
+
+
+def _save(img: Image.Image, path, **options):
+    img.save(path, **options)
+    return path
+
+
+def test_an_animation_with_a_blank_first_frame_says_only_that_frame_is_read(tmp_path):
+    # the first frame is what is read (any other choice is a guess at which one a
+    # person meant); "no ink found" alone sent them looking at the wrong thing
+    from mnistlab.serve.numbers import read_number
+
+    blank, seven = Image.new("L", (120, 120), 255), _draw("7", size=(120, 120), mode="L")
+    frames = [seven, seven.rotate(10, fillcolor=255)]  # GIF merges frames that are alike
+    path = _save(blank, tmp_path / "late.gif", save_all=True, append_images=frames)
+    message = r"late\.gif: no ink found .*in the first frame \(an animated image"
+    with pytest.raises(PreprocessError, match=message) as e:
+        load_digit(path)
+    assert e.value.kind == "no_ink" and "\n" not in str(e.value)
+    with pytest.raises(PreprocessError, match=message):
+        read_number(None, open_image(path), str(path))  # refused before any model
+    # a still image says nothing of frames; an animation starting with ink is read
+    with pytest.raises(PreprocessError, match=r"no ink found \(the image is blank[^;]*$"):
+        load_digit(_save(blank, tmp_path / "still.gif"))
+    early = _save(seven, tmp_path / "early.gif", save_all=True, append_images=[blank])
+    assert np.array_equal(load_digit(early), load_digit(_save(seven, tmp_path / "7.gif")))
+
+
+@pytest.mark.parametrize("kind", ["0", "7"])
+def test_a_16_bit_png_of_8_bit_values_reads_as_the_8_bit_png(tmp_path, kind):
+    # a 16-bit PNG holding 0..255 (8-bit data in a 16-bit file) was scaled by 65535:
+    # nearly black all over, "no ink found"
+    # anti-aliased: an image of two levels only would be spread to full contrast anyway
+    eight = _draw(kind, size=(400, 400), mode="L").resize((200, 200), Image.BOX)
+    sixteen = Image.fromarray(np.asarray(eight).astype(np.uint16))
+    assert sixteen.mode == "I;16"
+    digit8 = load_digit(_save(eight, tmp_path / "8.png"))
+    digit16 = load_digit(_save(sixteen, tmp_path / "16.png"))
+    assert open_image(tmp_path / "16.png").mode.startswith("I;16")
+    assert _apart(digit16, digit8) < 1
+    # the full 16-bit range reads as it did: 257 x the same levels, the same digit
+    full = Image.fromarray(np.asarray(eight).astype(np.uint16) * 257)
+    assert np.array_equal(load_digit(_save(full, tmp_path / "full.png")), digit16)
+
+
+def _apart(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean level difference of two 28x28 digits, the nearer of a pixel's shift either
+    way: a 16-bit image is worked on in floats, an 8-bit one in bytes, and the last
+    rounding of the centre of mass can fall a pixel apart."""
+    shifts = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    b = b.astype(int)
+    return min(float(np.abs(np.roll(a.astype(int), s, (0, 1)) - b).mean()) for s in shifts)

@@ -49,7 +49,15 @@ from scipy import ndimage
 from ..errors import MnistlabError
 from .strokes import CORRECT_SIDE, fit_strokes, full_ink
 
-__all__ = ["MAX_PIXELS", "PreprocessError", "for_display", "load_digit", "open_image", "to_mnist"]
+__all__ = [
+    "MAX_PIXELS",
+    "PreprocessError",
+    "for_display",
+    "load_digit",
+    "no_ink",
+    "open_image",
+    "to_mnist",
+]
 
 MAX_PIXELS = 4096 * 4096  # larger images are refused (decompression-bomb guard)
 FIND_SIDE = 128  # the ink is found on the image reduced to at most this
@@ -60,10 +68,24 @@ NOISE_FACTOR = 5.0  # ... and by this many times the paper's noise
 BINARY_BLUR = 0.5  # a binary image's edges are blurred by this (Gaussian sigma, 28x28 px)
 LIGHT_GRID = (32, 8)  # a photo's light: an opening 8 wide on the image reduced to 32
 EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity: diagonal neighbours touch
+ANIMATED = "mnistlab_animated"  # open_image's note in ``img.info``: only frame 1 is read
+_ORIENTATION = 0x0112  # the EXIF tag
 
 
 class PreprocessError(MnistlabError):
     """The image cannot be turned into a digit; the message says why."""
+
+
+def no_ink(img: Image.Image, name: str, why: str = "") -> PreprocessError:
+    """ "No ink found", saying so where the image is an animation of which only the
+    first frame is read (a GIF whose first frame is blank)."""
+    message = f"{name}: no ink found{f' ({why})' if why else ''}"
+    if img.info.get(ANIMATED):  # open_image's note: asking the file again could fail
+        message += (
+            " in the first frame (an animated image: only the first frame is read);"
+            " save the frame with the digit on its own"
+        )
+    return PreprocessError(message, kind="no_ink")
 
 
 def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Image.Image:
@@ -83,7 +105,15 @@ def open_image(source: str | os.PathLike | bytes, name: str | None = None) -> Im
                     f"{label}: {w}x{h} is over the limit of {MAX_PIXELS:,} pixels; scale it down",
                     kind="too_large",
                 )
-            img = ImageOps.exif_transpose(img)  # decodes it all, then turns it upright
+            img.load()  # decodes it all (the first frame of an animation)
+            # counting an animation's frames would read them all: 3 s for a 2 MB GIF
+            animated = bool(getattr(img, "is_animated", False))
+            if animated or img.getexif().get(_ORIENTATION, 1) != 1:
+                # turns it upright, as a copy, which lets an animation's file go (and
+                # loses what says it is one: noted in its info)
+                img = ImageOps.exif_transpose(img)
+            if animated:
+                img.info[ANIMATED] = True
     except FileNotFoundError:
         raise PreprocessError(f"{label}: file not found", kind="not_found") from None
     except IsADirectoryError:
@@ -135,8 +165,7 @@ def _grey(img: Image.Image) -> np.ndarray:
     """Grey levels in [0, 1] (float32, (H, W)), transparency composited as the ink needs."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float32)
-        top = 65535.0 if img.mode.startswith("I;16") else max(float(arr.max()), 1.0)
-        return np.clip(arr / top, 0, 1)
+        return np.clip(arr / _full_scale(img.mode, float(arr.max())), 0, 1)
     has_alpha = _has_alpha(img)
     img = img.convert("RGBA" if has_alpha else "L")
     if not has_alpha:
@@ -150,6 +179,15 @@ def _grey(img: Image.Image) -> np.ndarray:
     ink_lum = float((lum * alpha).sum() / max(alpha.sum(), 1e-6))
     background = 1.0 if ink_lum < 0.5 else 0.0
     return lum * alpha + background * (1 - alpha)
+
+
+def _full_scale(mode: str, top: float) -> float:
+    """White for a 16-bit image: 255 where no value is above it (8-bit data in a 16-bit
+    file, as many tools write it, reads as the 8-bit image), else 65535. A 32-bit
+    integer or float image has no depth to go by: its brightest value (at least 1)."""
+    if mode.startswith("I;16"):
+        return 255.0 if top <= 255 else 65535.0
+    return max(top, 1.0)
 
 
 def _opaque(img: Image.Image) -> bool:
@@ -320,14 +358,12 @@ def to_mnist(img: Image.Image, name: str = "image") -> np.ndarray:
     noise = _quantile(rb, 0.5) - _quantile(rb, 0.16)
     top = _brightest(r)
     if top < max(MIN_CONTRAST, NOISE_FACTOR * noise):  # nothing stands out from the paper
-        raise PreprocessError(
-            f"{name}: no ink found (the image is blank or has no contrast)", kind="no_ink"
-        )
+        raise no_ink(img, name, "the image is blank or has no contrast")
     g = np.clip(r / top, 0, 1)
     t = _otsu(g)
     box = _ink_box(g > t)
     if box is None:
-        raise PreprocessError(f"{name}: no ink found", kind="no_ink")
+        raise no_ink(img, name)
     ink, reduced = _crop(src, unit, dark, light, top, t, box, f, small.size)
     ink = full_ink(ink)
     fitted, _ = fit_strokes(ink)
