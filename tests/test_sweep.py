@@ -25,6 +25,9 @@ def test_parse_shard():
     for bad in ("4/4", "1", "a/b", "-1/2", "1/0", "1/2/3"):
         with pytest.raises(UsageError, match="shard"):
             parse_shard(bad)
+    # no shards at all: say that n is wrong, not "from 0 to n-1 (0/0 to -1/0)"
+    with pytest.raises(UsageError, match=r"^shard 0/0: n must be 1 or more \(i/n, 0 <= i < n\)$"):
+        parse_shard("0/0")
 
 
 def test_fair_threads_share_the_cores():
@@ -105,6 +108,7 @@ def test_merging_two_different_comparisons_is_refused(tmp_path, mnist_dir):
 def test_bad_shard_and_jobs_are_usage_errors(mnist_dir):
     for args, needle in (
         (["--shard", "2/2"], "--shard"),
+        (["--shard", "0/0"], "--shard 0/0: n must be 1 or more"),
         (["--jobs", "0"], "--jobs"),
         (["--report"], "--report takes the comparison folders"),
     ):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write, atomic_write_json, output_folder
+from .._io import atomic_write, atomic_write_json, output_folder, staged_files
 from ..errors import MnistlabError, UsageError
 from ..models import list_models
 from ..runs.checkpoint import load_checkpoint
@@ -123,17 +123,23 @@ def parse_entry(text: str, recipe: str, base: str | None, overrides: dict) -> En
 
 def _check_same_recipe(run_dir: Path, cfg: TrainConfig) -> None:
     """A kept run must have been trained with this entry's recipe, or it would be reused wrongly."""
-    saved = read_config(run_dir)
-    # dry_run is a runtime setting, but a dry run must never stand in for a full one
-    wanted = {**cfg.recipe(), "dry_run": cfg.dry_run}
-    diff = sorted(k for k in wanted if saved.get(k) != wanted[k])
-    if diff:
-        shown = ", ".join(f"{k}={saved.get(k)!r} (now {wanted[k]!r})" for k in diff[:3])
+    from .sweep import entry_recipe, recipe_diff
+
+    shown = recipe_diff(read_config(run_dir), {**entry_recipe(cfg), "seed": cfg.seed})
+    if shown:
         raise UsageError(
             f"{run_dir.parent}: its run {run_dir.name} was trained with another recipe "
             f"({shown}); choose another folder, or delete {run_dir.name}",
             option="out",
         )
+
+
+def _check_kept_runs(out: Path, units: list) -> None:
+    """Every run already in ``out`` must be readable and have its entry's recipe."""
+    for entry, seed, name in units:
+        _check_readable(out / name)
+        if (out / name / "config.json").is_file():
+            _check_same_recipe(out / name, dataclasses.replace(entry.config, seed=seed))
 
 
 def check_entries_and_seeds(labels: list[str], seeds: list[int]) -> None:
@@ -186,6 +192,11 @@ def _check_readable(run_dir: Path) -> None:
             raise _damaged(path, f"no {key!r} object in it")
 
 
+def _numbers(record: dict, *keys: str) -> bool:
+    """Whether ``record`` holds a number at each of ``keys`` (a metrics line may be edited)."""
+    return all(type(record.get(k)) in (int, float) for k in keys)
+
+
 @torch.inference_mode()
 def _speed(model: torch.nn.Module, device, batch: int = 1000) -> tuple[float, float]:
     """(images per second at batch ``batch``, median single-image latency in ms)."""
@@ -219,8 +230,11 @@ def _summarise(label: str, runs: list[Path], device) -> dict:
             raise _damaged(run / "best.json", "no test accuracy between 0 and 1")
         accs.append(acc)
         epochs = epoch_records(run)
+        split = "val" if epochs and "val_acc" in epochs[0] else "test"
+        keys = ("epoch", "train_seconds", f"{split}_acc")
+        if not epochs or not all(_numbers(r, *keys) for r in epochs):
+            raise _damaged(run / "metrics.jsonl", "no epoch records with their times and accuracy")
         secs.append(sum(r["train_seconds"] for r in epochs))
-        split = "val" if "val_acc" in epochs[0] else "test"
         curves.append(
             {
                 "run": run.name,
@@ -271,16 +285,14 @@ def compare(
     check_entries_and_seeds([e.label for e in entries], seeds)
     out = output_folder(out, option="out")
     names = [[f"{slug(e.label)}-s{seed}" for seed in seeds] for e in entries]
-    write_suite(out, [e.label for e in entries], names, seeds, shard)
     units = [(e, seed, f"{slug(e.label)}-s{seed}") for e in entries for seed in seeds]
+    _check_kept_runs(out, units)  # this shard's and, in a shared --out, the others'
+    write_suite(out, entries, names, seeds, shard)  # not before: it would record a wrong recipe
     mine = units[shard[0] :: shard[1]] if shard else units
     todo = []
     for entry, seed, name in mine:
         run_dir = out / name
         cfg = dataclasses.replace(entry.config, seed=seed, out_dir=str(out), run_name=name)
-        _check_readable(run_dir)
-        if (run_dir / "config.json").is_file():
-            _check_same_recipe(run_dir, cfg)
         if is_finished(run_dir):
             log(f"{name}: done already, kept")
             continue
@@ -302,6 +314,8 @@ def compare(
     if shard and not all(is_finished(out / name) for _, _, name in units):
         log(f"shard {shard[0]}/{shard[1]}: its {len(mine)} runs are done in {out}")
         return []
+    if shard:  # another shard may have finished in this --out since: with this recipe?
+        _check_kept_runs(out, units)
     from .._runtime import pick_device
 
     device = pick_device(entries[0].config.device)
@@ -361,7 +375,14 @@ def comparison_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def write_outputs(rows: list[dict], out: Path, seeds: list[int]) -> None:
-    """comparison.md, .csv and .json, the three charts and report.html, into ``out``."""
+    """comparison.md, .csv and .json, the three charts and report.html, into ``out``:
+    drawn in a temp folder there, then renamed into place together (report.html last),
+    so an interrupted write leaves the last comparison whole, not half of each."""
+    with staged_files(out, "comparison", last="report.html") as tmp:
+        _write_outputs(rows, tmp, seeds)
+
+
+def _write_outputs(rows: list[dict], out: Path, seeds: list[int]) -> None:
     from .plots.compare import plot_accuracy, plot_overlay, plot_tradeoff
 
     header, cells = comparison_table(rows)

@@ -6,6 +6,11 @@ lists the members and how they combine: the mean of their probabilities), so eve
 command that takes a run takes it. It calibrates the ensemble's own temperature
 (``analysis/calibrate.py``) and writes ``ensemble.json``: each member's and the
 ensemble's test accuracy and ECE, reported side by side and used to choose nothing.
+
+All of it is built in a hidden temp folder beside the output (``.DIR.partial-PID``)
+and renamed into place when finished: an interrupted build never leaves a folder
+that looks like a model (uncalibrated, without ensemble.json), and the next build
+removes what a killed one left.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .._io import atomic_write_json, output_folder
+from .._io import atomic_write_json, built_folder
 from ..data import load_split
 from ..errors import MnistlabError, UsageError
 from ..models import ENSEMBLE, create_model
@@ -36,7 +41,12 @@ def _members(runs: list[str | os.PathLike]) -> list[tuple[torch.nn.Module, dict,
         model, doc = load_checkpoint(checkpoint_json(run))
         dataset = doc.get("dataset", "mnist")
         if model.meta.name == ENSEMBLE:
-            records = doc["ensemble"]["members"]
+            records = doc.get("ensemble", {}).get("members")
+            if not isinstance(records, list) or len(records) != len(model.members):
+                raise MnistlabError(
+                    f"{checkpoint_json(run)}: its ensemble.members do not match the members "
+                    "of its model; the file was edited or damaged: build that ensemble again"
+                )
             out += [(m, r, dataset) for m, r in zip(model.members, records, strict=True)]
             continue
         record = {
@@ -57,9 +67,14 @@ def build_ensemble(
         raise UsageError("an ensemble needs at least 2 runs; give more run folders")
     seen: set[Path] = set()
     for run in runs:
+        if os.path.islink(run) and not os.path.exists(run):
+            raise UsageError(
+                f"{run} is a symbolic link to nothing (broken, or a loop); give a run folder"
+            )
         if Path(run).resolve() in seen:
             raise UsageError(f"{run} is given twice; give each run once")
         seen.add(Path(run).resolve())
+    out = _output(Path(out_dir))
     members = _members(runs)
     datasets = {d for _, _, d in members}
     if len(datasets) > 1:
@@ -67,12 +82,39 @@ def build_ensemble(
             f"the runs were trained on different datasets ({', '.join(sorted(datasets))}); "
             "an ensemble's members must classify the same images"
         )
-    out = Path(out_dir)
+    with built_folder(out) as tmp:
+        summary = _build(members, datasets.pop(), tmp, data_dir, device)
+    return summary
+
+
+def _output(out: Path) -> Path:
+    """``out`` checked as the folder to create (a link to a folder: the folder it names)."""
+    if os.path.islink(out):
+        if not out.exists():
+            raise UsageError(
+                f"{out} is a symbolic link to nothing (broken, or a loop); give a folder",
+                option="out",
+            )
+        out = Path(os.path.realpath(out))
+    if out.exists() and not out.is_dir():
+        raise UsageError(
+            f"{out} is a file, not a folder; give a folder (it is created if missing)",
+            option="out",
+        )
     if (out / "best.json").exists():
         raise UsageError(
             f"{out} already holds a model; give another folder or delete it", option="out"
         )
-    output_folder(out, option="out")
+    if out.is_dir() and any(out.iterdir()):
+        raise UsageError(
+            f"{out} is not empty; give a new or empty folder (the ensemble is written whole)",
+            option="out",
+        )
+    return Path(os.path.abspath(out))  # "." too has a name and a parent to build beside
+
+
+def _build(members, dataset: str, out: Path, data_dir, device) -> dict:
+    """Save, calibrate and evaluate the ensemble of ``members`` in the folder ``out``."""
     first = members[0][0].meta
     model = create_model(
         ENSEMBLE,
@@ -88,7 +130,6 @@ def build_ensemble(
             for k, v in m.state_dict().items()
         }
     )
-    dataset = datasets.pop()
     info = {
         "dataset": dataset,
         "ensemble": {

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from .._io import atomic_write, output_folder
+from .._io import atomic_write, output_folder, remove_stale_temps
 from ..errors import MnistlabError
 from .tables import class_table, layer_table, pct
 
@@ -120,6 +120,8 @@ def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | N
             f"cannot write in the run folder {run} ({reason}); report.html goes there: "
             "make it writable, or copy the run folder somewhere you can write"
         ) from None
+    for folder in (run, run / "eval"):  # temps a killed report (or training) left
+        remove_stale_temps(folder)
     write_curves(run)
     model, doc = load_checkpoint(checkpoint_json(run))
     eval_json = run / "eval" / "eval.json"

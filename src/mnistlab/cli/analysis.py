@@ -18,7 +18,8 @@ __all__ = ["compare", "evaluate", "inspect", "models", "report", "summary"]
 def evaluate(
     run: Path = RUN_OR_CHECKPOINT,
     which: str = typer.Option("best", help="best or last checkpoint of a run folder."),
-    out: Path = typer.Option(None, help="Folder for the pictures. \\[default: RUN/eval]"),
+    # text, not Path: Path('') is '.', and an empty --out would write into the current folder
+    out: str = typer.Option(None, help="Folder for the pictures. \\[default: RUN/eval]"),
     data_dir: Path = DATA_DIR,
     device: str = DEVICE,
     batch_size: int = typer.Option(1000, min=1, help="Evaluation batch size."),
@@ -42,6 +43,9 @@ def evaluate(
     predictions.png, reliability.png and eval.json. With --suite realworld:
     accuracy per real-world set instead, written to realworld.json.
     """
+    if out is not None and not out.strip():
+        raise UsageError("needs a folder; leave the flag out for RUN/eval", option="out")
+    out = Path(out) if out is not None else None
     if suite is not None or split is not None or per_set is not None or show is not None:
         return _evaluate_suite(run, which, out, data_dir, device, suite, split, per_set, show, tta)
     from .._runtime import pick_device

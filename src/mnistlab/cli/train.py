@@ -65,8 +65,10 @@ CONFIG_OPTIONS = {
     "augment": typer.Option(
         None,
         help="Batch augmentation: none, affine, affine2, elastic, thickness, ink, blur, "
-        "lowres, flag1 (some 1s get a flag and a foot), or a chain such as "
-        "affine2+thickness." + _default("augment"),
+        "lowres, flag1 (some 1s get a flag and a foot), hflip (mirrored), shift (by up "
+        "to 2 pixels), or a chain such as "
+        "affine2+thickness. \\[default: the dataset's: affine2+thickness+ink+lowres for "
+        "mnist, none for fashion-mnist]",
     ),
     "mean": typer.Option(None, help="Normalisation mean. \\[default: the dataset's]"),
     "std": typer.Option(None, help="Normalisation std. \\[default: the dataset's]"),
@@ -164,6 +166,10 @@ def train(
     if list_presets:
         _print_presets()
         return
+    if nproc is None:  # a torchrun rank: die with the launcher, not train on as an orphan
+        from ..train.lifeline import die_with_launcher
+
+        die_with_launcher()
     given = {k: ctx.params[k] for k in CONFIG_OPTIONS if ctx.params[k] is not None}
     for key, value in [*given.items(), ("preset", preset), ("device", device)]:
         if isinstance(value, str) and not value.strip():  # '' must not mean "the default"
@@ -181,6 +187,7 @@ def train(
     if "ops" in given:
         given["model_kwargs"] = {"ops": given.pop("ops")}
     cfg = TrainConfig.from_preset(preset, **given) if preset else TrainConfig(**given)
+    _check_unused_options(given, cfg)
     # runtime settings (with --resume, fit trains the run's saved config instead)
     cfg = dataclasses.replace(
         cfg,
@@ -243,6 +250,40 @@ def train(
         _end_rank(0)
 
 
+def _check_unused_options(given: dict, cfg) -> None:
+    """Refuse an option typed for an optimiser or schedule the run does not use: it
+    would change nothing, silently. Only what the user typed counts: a preset's Adam
+    betas are merely unused when ``--optimizer sgd`` replaces its Adam."""
+    from ..train.config import OPTIMIZERS, SCHEDULES
+
+    if cfg.optimizer not in OPTIMIZERS or cfg.schedule not in SCHEDULES:
+        return  # validate() says so
+    opt, sched = cfg.optimizer, cfg.schedule
+    why = {}  # option: why it would change nothing here
+    if opt not in ("adam", "adamw"):
+        why["beta1"] = why["beta2"] = (
+            f"is Adam's and AdamW's alone, and this run's optimizer is {opt}; "
+            "drop it, or add --optimizer adam"
+        )
+    if opt != "sgd":
+        why["momentum"] = (
+            f"is SGD's alone, and this run's optimizer is {opt}; drop it, or add --optimizer sgd"
+        )
+    elif sched == "onecycle":  # torch's OneCycleLR sets SGD's momentum at every step
+        why["momentum"] = (
+            "is replaced by the onecycle schedule's own cycle (0.95 to 0.85); drop it, "
+            "or choose another --schedule"
+        )
+    if sched != "step":
+        why["step_size"] = why["gamma"] = (
+            f"is the step schedule's alone, and this run's schedule is {sched}; "
+            "drop it, or add --schedule step"
+        )
+    for name in given:
+        if name in why:
+            raise UsageError(why[name], option=name)
+
+
 def _end_rank(status: int) -> NoReturn:
     """End a torchrun rank now, without Python's shutdown: everything is written.
 
@@ -276,6 +317,7 @@ def _launch(ctx: typer.Context, nproc: int, cfg, resume: Path | None) -> None:
     """
     from ..runs import folder
     from ..train import dist
+    from ..train.lifeline import LAUNCHER_PID
 
     if not 1 <= nproc <= 1024:
         raise UsageError(f"must be between 1 and 1024, got {nproc}", option="nproc")
@@ -291,7 +333,13 @@ def _launch(ctx: typer.Context, nproc: int, cfg, resume: Path | None) -> None:
         f"[dim]torchrun --standalone --nproc-per-node {nproc} -m mnistlab {shlex.join(args)}[/]"
     )
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # torchrun's default for the ranks
-    code = _run_ranks(nproc, [sys.executable, "-m", "mnistlab", *args])
+    # for the ranks alone (they inherit it): one whose parent is not this process ends;
+    # left behind, it would end the ranks of a later bare torchrun started from here
+    os.environ[LAUNCHER_PID] = str(os.getpid())
+    try:
+        code = _run_ranks(nproc, [sys.executable, "-m", "mnistlab", *args])
+    finally:
+        os.environ.pop(LAUNCHER_PID, None)
     if code:
         raise typer.Exit(code)
 
@@ -299,12 +347,14 @@ def _launch(ctx: typer.Context, nproc: int, cfg, resume: Path | None) -> None:
 def _run_ranks(nproc: int, command: list[str]) -> int:
     """Run ``command`` as ``nproc`` ranks (torchrun --standalone); its exit status.
 
-    A rank that fails has said why; torchrun's own logs would only repeat it.
+    A rank that fails has said why; torchrun's own logs would only repeat it, so
+    they go nowhere (log_dir os.devnull): torchrun would otherwise leave an empty
+    ``$TMPDIR/torchelastic_*`` folder behind every run.
     """
     import logging
     import uuid
 
-    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
@@ -319,6 +369,7 @@ def _run_ranks(nproc: int, command: list[str]) -> int:
         rdzv_backend="c10d",
         rdzv_endpoint="localhost:0",
         max_restarts=0,
+        logs_specs=DefaultLogsSpecs(log_dir=os.devnull),
     )
     try:
         elastic_launch(config, command[0])(*command[1:])

@@ -11,6 +11,8 @@ the profile of a stroke's edge (gamma, faint ink, binary scans), ``blur`` soft
 sources and ``lowres`` coarse ones (an 8x8 or 16x16 scan, a thumbnail) enlarged.
 ``flag1`` is the one that needs the labels (``fn(x, gen, labels)``): it gives some
 MNIST 1s the long flag and the foot that many people, in Europe above all, write.
+``hflip`` and ``shift`` are for pictures of things rather than of writing
+(Fashion-MNIST): a mirrored shirt is still a shirt, a mirrored 2 is no digit.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ __all__ = [
     "blur",
     "elastic",
     "flag1",
+    "hflip",
     "ink",
     "lowres",
     "make_augment",
     "random_affine",
     "random_affine2",
+    "shift",
     "thickness",
 ]
 
@@ -321,6 +325,27 @@ def flag1(
     return out
 
 
+def hflip(x: torch.Tensor, gen: torch.Generator, p: float = 0.5) -> torch.Tensor:
+    """Mirror each image left to right with probability ``p``."""
+    flip = _chosen(x.shape[0], p, gen, x.device).view(-1, 1, 1, 1)
+    return torch.where(flip, x.flip(-1), x)
+
+
+def shift(x: torch.Tensor, gen: torch.Generator, pixels: int = 2) -> torch.Tensor:
+    """Move each image by a whole number of pixels, up to ``pixels`` each way in x and
+    y (the pad-and-crop of CIFAR-style training); the border fills with black. Indexing,
+    not resampling: every pixel keeps its exact value."""
+    n, _, h, w = x.shape
+    k = torch.randint(-pixels, pixels + 1, (n, 2), generator=gen).to(x.device)  # (dx, dy)
+    padded = F.pad(x, (pixels, pixels, pixels, pixels))
+    # output pixel (r, c) is input pixel (r - dy, c - dx), found in the padded image
+    rows = torch.arange(h, device=x.device) + pixels - k[:, 1:]  # (N, H)
+    cols = torch.arange(w, device=x.device) + pixels - k[:, :1]  # (N, W)
+    which = torch.arange(n, device=x.device).view(n, 1, 1)
+    out = padded[which, :, rows.view(n, h, 1), cols.view(n, 1, w)]  # (N, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous()
+
+
 def _gaussian_kernel(sigma: float, device) -> torch.Tensor:
     radius = max(1, int(3 * sigma))
     t = torch.arange(-radius, radius + 1, dtype=torch.float32, device=device)
@@ -359,8 +384,10 @@ AUGMENTATIONS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]
     "blur": blur,
     "elastic": elastic,
     "flag1": flag1,
+    "hflip": hflip,
     "ink": ink,
     "lowres": lowres,
+    "shift": shift,
     "thickness": thickness,
 }
 

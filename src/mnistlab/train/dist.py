@@ -84,6 +84,9 @@ def init() -> bool:
     """
     if world_size() == 1 or _running():
         return False
+    from .lifeline import die_with_launcher
+
+    die_with_launcher()  # no orphan rank training on if torchrun is killed
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group("cpu:gloo,cuda:nccl")

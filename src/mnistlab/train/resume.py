@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from .._io import remove_stale_temps
 from ..errors import MnistlabError, UsageError
 from ..models import create_model
 from ..runs import folder
@@ -37,6 +38,7 @@ class Progress:
 def saved_config(run_dir: Path) -> TrainConfig:
     """The config the run in ``run_dir`` trains with, checked against its last.json."""
     folder.require_run_folder(run_dir)
+    remove_stale_temps(run_dir)  # what a killed write left (curves.png, checkpoints ...)
     last = run_dir / "last.json"
     if not last.is_file():
         raise MnistlabError(
@@ -48,8 +50,11 @@ def saved_config(run_dir: Path) -> TrainConfig:
     if resume["done"]:
         raise MnistlabError(f"{run_dir}: this run already finished; nothing to resume")
     config = run_dir / folder.CONFIG
+    saved_dict = folder.read_config(run_dir)
+    _check_config_keys(saved_dict, config)
+    _check_metrics(run_dir, resume)
     try:
-        cfg = TrainConfig.from_dict(folder.read_config(run_dir)).validate()
+        cfg = TrainConfig.from_dict(saved_dict).validate()
         create_model(cfg.model, **cfg.model_kwargs)  # a model and settings that exist
     except UsageError as e:
         raise MnistlabError(
@@ -62,6 +67,42 @@ def saved_config(run_dir: Path) -> TrainConfig:
     most = cfg.epochs if cfg.steps is None else cfg.steps
     check_saved_recipe(doc, resume, cfg.recipe(), most, config, last)
     return cfg
+
+
+def _check_config_keys(saved: dict, config: Path) -> None:
+    """config.json holds every field of TrainConfig and nothing else: a deleted key
+    would silently train with today's default, an unknown one would be ignored."""
+    fields = TrainConfig.__dataclass_fields__
+    missing = [k for k in fields if k not in saved]
+    unknown = sorted(k for k in saved if k not in fields)
+    if missing or unknown:
+        what = "; ".join(
+            f"{label} {', '.join(keys)}"
+            for label, keys in (("lacks", missing), ("has unknown keys", unknown))
+            if keys
+        )
+        raise MnistlabError(f"{config} {what}; the file was edited: restore it or train again")
+
+
+def _check_metrics(run_dir: Path, resume: dict) -> None:
+    """The run's record of its finished epochs is there: resuming without it would
+    rewrite metrics.jsonl with the new epochs alone, and the best epoch, the curves and
+    the report would forget the ones before."""
+    done = resume["epoch"] - 1  # the position is the epoch to train next
+    if done < 1:
+        return
+    path = run_dir / folder.METRICS
+    if not path.is_file():
+        raise MnistlabError(
+            f"{path} is missing but the run has trained {done} epoch(s); restore it, or train again"
+        )
+    have = {m.get("epoch") for m in folder.read_metrics(run_dir) if m.get("type") == "epoch"}
+    lost = [e for e in range(1, done + 1) if e not in have]
+    if lost:
+        raise MnistlabError(
+            f"{path} lacks the record of epoch(s) {', '.join(map(str, lost))} of the "
+            f"{done} the run has trained; restore it, or train again"
+        )
 
 
 def check_same_model(run_dir: Path, cfg: TrainConfig, name, kwargs) -> None:
