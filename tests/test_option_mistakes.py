@@ -59,9 +59,12 @@ def test_a_presets_own_betas_do_not_stop_the_user_choosing_sgd(tmp_path, capsys)
     assert (tmp_path / "r" / "config.json").is_file()
 
 
-def test_evaluate_refuses_an_empty_out_and_writes_nothing_here(trained_run, tmp_path, mnist_dir):
+@pytest.mark.parametrize(("command", "default"), [("evaluate", "eval"), ("inspect", "inspect")])
+def test_an_empty_out_is_refused_and_nothing_is_written_here(
+    command, default, trained_run, tmp_path, mnist_dir
+):
     proc = subprocess.run(
-        [sys.executable, "-m", "mnistlab", "evaluate", str(trained_run), "--out", ""],
+        [sys.executable, "-m", "mnistlab", command, str(trained_run), "--out", ""],
         cwd=tmp_path,
         env=cli_env(mnist_dir),
         capture_output=True,
@@ -70,6 +73,6 @@ def test_evaluate_refuses_an_empty_out_and_writes_nothing_here(trained_run, tmp_
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: --out needs a folder; leave the flag out for RUN/eval"
+        f"error: --out needs a folder; leave the flag out for RUN/{default}"
     ]
     assert list(tmp_path.iterdir()) == []

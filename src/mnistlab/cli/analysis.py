@@ -134,7 +134,8 @@ def inspect(
     run: Path = RUN_OR_CHECKPOINT,
     index: int = typer.Option(0, min=0, help="Which test image to feed in."),
     image: Path = typer.Option(None, help="Your own image instead (preprocessed like predict)."),
-    out: Path = typer.Option(None, help="Folder for the pictures. \\[default: RUN/inspect]"),
+    # text, not Path, as for evaluate: an empty --out must not mean the current folder
+    out: str = typer.Option(None, help="Folder for the pictures. \\[default: RUN/inspect]"),
     data_dir: Path = DATA_DIR,
 ) -> None:
     """Feature maps of every conv layer for one input, and the first layers' kernels."""
@@ -142,6 +143,9 @@ def inspect(
     from ..data import load_split
     from ..runs.checkpoint import load_checkpoint
 
+    if out is not None and not out.strip():
+        raise UsageError("needs a folder; leave the flag out for RUN/inspect", option="out")
+    out = Path(out) if out is not None else None
     checkpoint, out_dir = resolve_run(run, out, "inspect")
     model, doc = load_checkpoint(checkpoint)
     out_dir = _writable(out_dir, given=out is not None)
