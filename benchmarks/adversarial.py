@@ -3,10 +3,11 @@
     python benchmarks/adversarial.py RUN [--repeat 5] [--label after] [--cli-widths 10000 ...]
 
 Each image is built here, saved as PNG (its size in bytes is reported) and given to
-what the web app does with a request body, the model loaded once as the server loads
-it (``backend="auto"``: ONNX Runtime on the CPU), the app's own decode (``_opened``:
-``open_image`` and the side limit): for ``POST /api/predict`` then ``to_mnist`` and the
-model, for ``POST /api/read`` ``read_number`` (segmentation, the model per digit). Every image fits the server's
+what the web app's worker thread does with a PNG body, the model loaded once as the
+server loads it (``backend="auto"``: ONNX Runtime on the CPU): ``_predict_json`` for
+``POST /api/predict`` (decode with the server's side limit, ``to_mnist``, the model,
+the JSON with the 28x28 PNG) and ``_read_json`` for ``POST /api/read`` (decode,
+``read_number`` with the server's CPU budget per request). Every image fits the server's
 ``MAX_SIDE`` (4096 px a side). The images: combs (1-px bars at a 2-px pitch; "flat
 comb": tall bars with flat ones between, the flat-piece merge's worst case), speck
 fields (random pixels, a 2-px grid: the most components a mask can have, staggered
@@ -40,8 +41,8 @@ from PIL import Image, ImageDraw, ImageFont
 from mnistlab.errors import MnistlabError
 from mnistlab.serve.numbers import read_number
 from mnistlab.serve.predict import load_predictor
-from mnistlab.serve.preprocess import open_image, to_mnist
-from mnistlab.serve.web.app import _opened
+from mnistlab.serve.preprocess import open_image
+from mnistlab.serve.web.app import _predict_json, _read_json
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "adversarial"
@@ -163,9 +164,10 @@ def png(img: Image.Image) -> bytes:
 
 
 def _answer(value) -> str:
-    if isinstance(value, tuple):  # _classify: (digit, probabilities)
-        return f"label {int(np.argmax(value[1]))}"
-    return f"number of {len(value.number)}"
+    if isinstance(value, dict) and "label" in value:  # /api/predict's JSON
+        return f"label {value['label']}"
+    number = value["number"] if isinstance(value, dict) else value.number
+    return f"number of {len(number)}"
 
 
 def measure(fn, predictor, data: bytes, repeat: int) -> dict:
@@ -188,15 +190,14 @@ def measure(fn, predictor, data: bytes, repeat: int) -> dict:
 
 
 def _classify(predictor, data: bytes):
-    """``POST /api/predict``'s work on a body: decode (the server's side limit), the
-    digit, the model (the JSON and the 28x28 PNG left out)."""
-    digit = to_mnist(_opened(data), "image")
-    return digit, predictor.probs(digit[None])[0]
+    """``POST /api/predict``'s whole answer for a PNG body, as the app's worker thread
+    makes it: decode (the server's side limit), the digit, the model, the JSON."""
+    return _predict_json(predictor, "image/png", data, True)
 
 
 def _read_number(predictor, data: bytes):
-    """``POST /api/read``'s work on a body: decode (the server's side limit), read."""
-    return read_number(predictor, _opened(data), "image")
+    """``POST /api/read``'s whole answer for a PNG body (its CPU budget included)."""
+    return _read_json(predictor, "image/png", data)
 
 
 def _cli(predictor, data: bytes):

@@ -17,9 +17,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["fit_temperature", "set_temperature"]
+from ..errors import MnistlabError
 
-T_MIN, T_MAX = 1e-2, 1e2  # a fitted temperature outside these is a broken model
+__all__ = ["check_temperature", "fit_temperature", "set_temperature"]
+
+# A temperature outside these is a broken model, never a calibrated one: 1e-300 turns
+# the logits into infinities and the probabilities into NaN, 1e300 makes every class
+# equally likely. Fitting clamps to them; loading refuses anything else.
+T_MIN, T_MAX = 1e-2, 1e2
+
+
+def check_temperature(temperature, what: str = "model.temperature") -> float:
+    """``temperature`` as a float, or a ``MnistlabError`` when it is not a finite
+    number from ``T_MIN`` to ``T_MAX``."""
+    ok = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+    if not (ok and math.isfinite(temperature) and T_MIN <= temperature <= T_MAX):
+        raise MnistlabError(
+            f"{what} must be a number from {T_MIN:g} to {T_MAX:g}, got {temperature!r}"
+        )
+    return float(temperature)
 
 
 def _divide_by_temperature(module: nn.Module, args, logits: torch.Tensor) -> torch.Tensor:
@@ -27,8 +43,9 @@ def _divide_by_temperature(module: nn.Module, args, logits: torch.Tensor) -> tor
 
 
 def set_temperature(model: nn.Module, temperature: float) -> nn.Module:
-    """Record ``temperature`` in ``model.meta`` and divide the model's logits by it."""
-    model.meta.temperature = float(temperature)
+    """Record ``temperature`` in ``model.meta`` and divide the model's logits by it;
+    a ``MnistlabError`` for one out of range (``check_temperature``)."""
+    model.meta.temperature = check_temperature(temperature)
     hooked = _divide_by_temperature in model._forward_hooks.values()
     if temperature != 1.0 and not hooked:
         model.register_forward_hook(_divide_by_temperature)
@@ -52,5 +69,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
         return loss
 
     opt.step(nll)
-    t = math.exp(log_t.item())
+    if not math.isfinite(log_t.item()):  # NaN or infinite logits: nothing to fit
+        raise MnistlabError(
+            "cannot fit a temperature: the model's logits are NaN or infinite; train it again"
+        )
+    t = math.exp(min(log_t.item(), 700.0))  # exp overflows past 709
     return min(max(t, T_MIN), T_MAX)

@@ -3,9 +3,10 @@
 A checkpoint ``STEM`` is ``STEM.safetensors`` (the model's tensors) and ``STEM.json``
 (model name and kwargs, dataset, normalisation, class names, the train config,
 metrics, versions and the weights' SHA-256). A resumable checkpoint adds
-``STEM.state.safetensors``: optimiser tensors and the RNG state. The JSON is
-written last and names the hashes of the others, so a save cut short is detected
-on load rather than half-used.
+``STEM.state.safetensors``: optimiser tensors and the RNG state. The JSON names
+the hashes of the others, and all are written in a temp folder and renamed into
+place with the JSON last, so a save cut short is detected on load rather than
+half-used.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .._io import atomic_write, atomic_write_json
+from .._io import atomic_write_json, staged_files
 from .._version import __version__
 from ..errors import MnistlabError
-from ..models import ModelMeta, create_model
+from ..models import ENSEMBLE, ModelMeta, create_model
 from .folder import json_safe
 
 __all__ = ["CheckpointError", "load_checkpoint", "read_checkpoint_json", "save_checkpoint"]
@@ -50,7 +51,7 @@ def _sha256(path: Path) -> str:
 def _save_tensors(path: Path, tensors: dict[str, torch.Tensor]) -> str:
     # safetensors wants contiguous CPU tensors that share no storage
     flat = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    atomic_write(path, lambda p: save_file(flat, str(p)))
+    save_file(flat, str(path))  # into a private temp folder: no reader sees it yet
     return _sha256(path)
 
 
@@ -60,29 +61,35 @@ def save_checkpoint(
     info: dict | None = None,
     state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
-    """Write ``stem.safetensors`` (+ ``stem.state.safetensors``), then ``stem.json``.
+    """Write ``stem.safetensors`` (+ ``stem.state.safetensors``) and ``stem.json``.
 
     ``info`` is merged into the JSON (config, metrics, dataset, resume position ...).
+    All are written in a temp folder beside them first, then renamed into place, the
+    JSON last: a kill while writing leaves the old checkpoint whole, and one between
+    the renames leaves a JSON whose hashes refuse the newer weights (never the
+    other way round).
     """
     stem = Path(stem)
     meta: ModelMeta = model.meta
-    weights = stem.with_suffix(".safetensors")
-    doc = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "model": meta.to_dict(),
-        "weights": weights.name,
-        "weights_sha256": _save_tensors(weights, model.state_dict()),
-        "mnistlab_version": __version__,
-        "torch_version": torch.__version__,
-        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    if state is not None:
-        state_path = stem.with_suffix(".state.safetensors")
-        doc["state"] = state_path.name
-        doc["state_sha256"] = _save_tensors(state_path, state)
-    doc.update(info or {})
-    return atomic_write_json(stem.with_suffix(".json"), json_safe(doc))
+    weights, json_path = stem.with_suffix(".safetensors"), stem.with_suffix(".json")
+    with staged_files(stem.parent, stem.name, last=json_path.name) as tmp:
+        doc = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "model": meta.to_dict(),
+            "weights": weights.name,
+            "weights_sha256": _save_tensors(tmp / weights.name, model.state_dict()),
+            "mnistlab_version": __version__,
+            "torch_version": torch.__version__,
+            "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        if state is not None:
+            state_path = stem.with_suffix(".state.safetensors")
+            doc["state"] = state_path.name
+            doc["state_sha256"] = _save_tensors(tmp / state_path.name, state)
+        doc.update(info or {})
+        atomic_write_json(tmp / json_path.name, json_safe(doc))
+    return json_path
 
 
 def _json_path(path: str | os.PathLike) -> Path:
@@ -191,6 +198,22 @@ def _misfit(expected: dict[str, torch.Tensor], got: dict[str, torch.Tensor]) -> 
     return ", ".join(f"{len(v)} {kind}, e.g. {v[0]!r}" for kind, v in kinds.items() if v)
 
 
+def _ensemble_misfit(jp: Path, model: nn.Module, tensors: dict[str, torch.Tensor]) -> str:
+    """Why an ensemble's weights do not fit the members its JSON lists. ``mnistlab
+    ensemble`` writes both from the same members, so this is an edit or damage (a
+    member removed or changed), not an older version of a model."""
+    held = {k.split(".", 2)[1] for k in tensors if k.startswith("members.")}
+    listed = len(model.members)
+    count = ""
+    if listed != len(held):
+        count = f"it lists {listed} member{'s' * (listed != 1)}, its weights hold {len(held)}; "
+    return (
+        f"{jp}: the members listed in it do not match its weights ({count}"
+        f"{_misfit(model.state_dict(), tensors)}); the file was edited or damaged: "
+        "build the ensemble again with `mnistlab ensemble`"
+    )
+
+
 _NUMBERED_KEY = re.compile(r"^(\d+)\.(\w+)$")  # "7.weight": a layer of a numbered nn.Sequential
 
 
@@ -262,6 +285,8 @@ def load_checkpoint(
     try:
         model.load_state_dict(tensors)
     except RuntimeError:
+        if meta.name == ENSEMBLE:
+            raise CheckpointError(_ensemble_misfit(jp, model, tensors)) from None
         raise CheckpointError(
             f"{jp}: weights do not fit model {meta.name!r} as this mnistlab builds it "
             f"({_misfit(model.state_dict(), tensors)}); it was probably saved by an older "

@@ -22,6 +22,7 @@ import torch
 from ..data.normalize import normalize_array
 from ..errors import MnistlabError, UsageError
 from ..models import count_params
+from ..models._calibration import check_temperature
 from .preprocess import PreprocessError, load_digit
 
 __all__ = [
@@ -53,7 +54,14 @@ class Predictor:
         x = normalize_array(digits[:, None], self.mean, self.std)  # (N, 1, 28, 28)
         logits = np.asarray(self.run(x), dtype=np.float64)
         e = np.exp(logits - logits.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
+        probs = e / e.sum(1, keepdims=True)
+        if not np.isfinite(probs).all():  # NaN weights, or a graph exported broken
+            raise MnistlabError(
+                f"model {self.name!r} gave NaN or infinite probabilities: it is broken; "
+                "export or train it again",
+                kind="model_failure",
+            )
+        return probs
 
 
 def load_predictor(
@@ -83,6 +91,7 @@ def load_predictor(
         from .export import onnx_metadata
 
         meta = onnx_metadata(session)
+        check_temperature(meta.get("temperature", 1.0), f"{p}: model.temperature")
         return Predictor(
             meta["name"],
             list(meta["class_names"]),

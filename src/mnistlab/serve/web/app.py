@@ -3,39 +3,55 @@
 the OpenAPI docs at ``/docs``.
 
 The model is loaded once per worker, as ONNX Runtime when it is installed (a tenth of
-torch's cost for one image). Small uploads are classified on the event loop: at about
-2 ms of CPU each, a thread hop would cost more than it saves; big ones go to a thread,
-so one huge image does not stall the worker's other requests. Uploads are read into
-memory only, so the server never writes to disk. Limits: a body of at most 2 MB, which
-must arrive within ``timeout`` seconds, and an image of at most 4096 x 4096 pixels.
+torch's cost for one image). The event loop only waits: everything a request costs in
+CPU (parsing its JSON or multipart body, decoding the image, preprocessing, the model,
+the answer's PNG) runs on one of ``WORK_THREADS`` threads, whatever the body's size, so
+that no upload, however crafted, holds up ``/healthz`` or the other connections (a 1 kB
+PNG can decode to 4096 x 160 pixels of 2,048 "digits"; a 2 MB JSON body takes 30 ms to
+parse). A flood queues for those threads rather than piling up new ones. Uploads are
+read into memory only, so the server never writes to disk. Limits: a body of at most
+2 MB, which must arrive within ``timeout`` seconds, and an image of at most 4096 x 4096
+pixels. Every error is a JSON ``{"error": "..."}``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+from concurrent.futures import ThreadPoolExecutor
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from PIL import Image
-from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 
 from ...errors import MnistlabError
 from ..preprocess import open_image, to_mnist
 from .body import ApiError, image_bytes, read_body
 
-__all__ = ["INLINE_MAX", "MAX_BODY", "MAX_SIDE", "STATUS", "create_app"]
+__all__ = ["MAX_BODY", "MAX_SIDE", "STATUS", "WORK_THREADS", "create_app"]
 
 MAX_BODY = 2 * 1024 * 1024
 MAX_SIDE = 4096
-INLINE_MAX = 64 * 1024  # bodies up to this size are classified on the event loop
+# Threads per worker for the requests' CPU work: Pillow, numpy and ONNX Runtime release
+# the GIL, so two keep a core busy while one waits for it; more would only queue on it
+WORK_THREADS = 2
+# seconds of CPU that reading one number may take: a real row of 32 digits takes a few
+# tenths; an image made to make the segmentation cut and cut is refused (422) at this
+READ_CPU_S = 1.0
 
 # What the client gets for each kind of error (``MnistlabError.kind``); any other
-# MnistlabError is a request the server cannot use: 422.
-STATUS = {"too_large": 413, "unsupported_type": 415, "timeout": 408}
+# MnistlabError is a request the server cannot use: 422. "model_failure" is the
+# server's fault (a model that gives NaN): 500, with a message, never a NaN in JSON.
+STATUS = {"too_large": 413, "unsupported_type": 415, "timeout": 408, "model_failure": 500}
+# Errors answered before the body was read: the connection is closed after them, or
+# the unread rest of the body would be taken for the next request
+UNREAD_BODY = {"too_large", "timeout"}
 
 _PREDICT_BODY = {
     "requestBody": {
@@ -86,19 +102,16 @@ def create_app(
         description="Handwritten-digit recognition. POST an image, get the digit back.",
     )
 
-    @app.exception_handler(MnistlabError)
-    async def api_error(request: Request, exc: MnistlabError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=_status(exc))
+    pool = ThreadPoolExecutor(WORK_THREADS, thread_name_prefix="mnistlab-work")
+    _error_handlers(app)
 
-    async def upload(request: Request) -> bytes:
+    async def work(fn, request: Request, *args) -> JSONResponse:
+        """The body, read within the deadline, then ``fn(predictor, content_type, body,
+        *args)`` on the pool: the answer's JSON."""
         body = await read_body(request, MAX_BODY, timeout)
-        return image_bytes(request.headers.get("content-type", ""), body)
-
-    async def work(fn, data: bytes):
-        """``fn(predictor, data)``, on the event loop when ``data`` is small."""
-        if len(data) <= INLINE_MAX:
-            return fn(predictor, data)
-        return await run_in_threadpool(fn, predictor, data)
+        ctype = request.headers.get("content-type", "")
+        loop = asyncio.get_running_loop()
+        return JSONResponse(await loop.run_in_executor(pool, fn, predictor, ctype, body, *args))
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index() -> HTMLResponse:
@@ -132,17 +145,7 @@ def create_app(
         ``input28=false``, the 28x28 image the model saw as a PNG data URL.
         Errors: 408 body too slow, 413 too large, 415 wrong type, 422 undecodable or blank.
         """
-        digit, probs = await work(_classify, await upload(request))
-        best = int(np.argmax(probs))
-        out = {
-            "label": predictor.class_names[best],
-            "confidence": float(probs[best]),
-            "probabilities": probs.tolist(),
-            "classes": predictor.class_names,
-        }
-        if input28:
-            out["input28"] = _png_data_url(digit)
-        return JSONResponse(out)
+        return await work(_predict_json, request, input28)
 
     @app.post("/api/read", summary="Read a whole number (a row of digits)")
     async def read(request: Request) -> JSONResponse:
@@ -151,9 +154,43 @@ def create_app(
         (the number a string, so leading zeros survive; boxes as x0, y0, x1, y1 in the
         image's pixels). Errors: 408, 413, 415 as for ``/api/predict``; 422 undecodable,
         blank or more than 32 digits."""
-        return JSONResponse((await work(_read_number, await upload(request))).to_json())
+        return await work(_read_json, request)
 
     return app
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Every error as ``{"error": "..."}``: FastAPI's own 404, 405 and 422 too (they
+    would be ``{"detail": ...}``). A refusal sent before the body was read closes the
+    connection (``UNREAD_BODY``)."""
+
+    @app.exception_handler(MnistlabError)
+    async def api_error(request: Request, exc: MnistlabError) -> JSONResponse:
+        close = {"connection": "close"} if exc.kind in UNREAD_BODY else None
+        return JSONResponse({"error": str(exc)}, status_code=_status(exc), headers=close)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        path = request.url.path
+        if exc.status_code == 404:
+            why = f"no such path {path}; the API is listed at /docs"
+        elif exc.status_code == 405:
+            allowed = (exc.headers or {}).get("Allow", "another method")
+            why = f"{request.method} is not allowed on {path}; use {allowed}"
+        else:
+            why = str(exc.detail)
+        return JSONResponse({"error": why}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0]
+        where = " ".join(str(part) for part in first.get("loc", ()))
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}"}, 422)
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        # a bug: its traceback goes to the server's log, the client gets one line
+        return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, 500)
 
 
 def _opened(data: bytes) -> Image.Image:
@@ -168,17 +205,29 @@ def _opened(data: bytes) -> Image.Image:
     return img
 
 
-def _classify(predictor, data: bytes) -> tuple[np.ndarray, np.ndarray]:
-    """The digit in ``data`` and its probabilities; a ``MnistlabError`` (with its kind)
-    for an image that cannot be used."""
-    digit = to_mnist(_opened(data), "image")
-    return digit, predictor.probs(digit[None])[0]
+def _predict_json(predictor, content_type: str, body: bytes, input28: bool) -> dict:
+    """``/api/predict``'s answer for ``body``; a ``MnistlabError`` (with its kind) for
+    a body or image that cannot be used. Runs on the pool, never on the event loop."""
+    digit = to_mnist(_opened(image_bytes(content_type, body)), "image")
+    probs = predictor.probs(digit[None])[0]  # finite, or a model_failure error
+    best = int(np.argmax(probs))
+    out = {
+        "label": predictor.class_names[best],
+        "confidence": float(probs[best]),
+        "probabilities": probs.tolist(),
+        "classes": predictor.class_names,
+    }
+    if input28:
+        out["input28"] = _png_data_url(digit)
+    return out
 
 
-def _read_number(predictor, data: bytes):
+def _read_json(predictor, content_type: str, body: bytes) -> dict:
+    """``/api/read``'s answer for ``body``, as ``_predict_json``."""
     from ..numbers import read_number
 
-    return read_number(predictor, _opened(data), "image")
+    img = _opened(image_bytes(content_type, body))
+    return read_number(predictor, img, "image", cpu_budget=READ_CPU_S).to_json()
 
 
 def _png_data_url(pixels: np.ndarray) -> str:

@@ -16,10 +16,11 @@ import json
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect
 
 from ...errors import MnistlabError
 
-__all__ = ["ApiError", "image_bytes", "read_body"]
+__all__ = ["ApiError", "image_bytes", "read_body", "too_slow"]
 
 FIELDS = (b"file", b"image")  # the multipart field names that carry the image
 JSON_EXPECTED = 'expected JSON {"image": "data:image/png;base64,..."}'
@@ -53,12 +54,16 @@ async def read_body(request, limit: int, timeout: float) -> bytes:
 
     try:
         await asyncio.wait_for(collect(), timeout)  # (asyncio.timeout needs Python 3.11)
-    except asyncio.TimeoutError:
-        raise ApiError(
-            f"request body took longer than {timeout:g} s to arrive; send it in one go",
-            kind="timeout",
-        ) from None
+    except (asyncio.TimeoutError, ClientDisconnect):
+        # ClientDisconnect: gone, or cut off by the server's own deadline (server.py),
+        # which has answered already; this answer then goes nowhere
+        raise ApiError(too_slow(timeout), kind="timeout") from None
     return b"".join(chunks)
+
+
+def too_slow(timeout: float) -> str:
+    """The 408's message, the same from the app and from the server's protocol."""
+    return f"request body took longer than {timeout:g} s to arrive; send it in one go"
 
 
 def image_bytes(content_type: str, body: bytes) -> bytes:
@@ -135,6 +140,22 @@ def _data_url_image(body: bytes) -> bytes:
         header, _, payload = url.partition(",")
         if not header.startswith("data:image/") or ";base64" not in header:
             raise ValueError
-        return base64.b64decode(payload, validate=True)
+        return _b64decode(payload)
     except (ValueError, binascii.Error, RecursionError):
         raise ApiError(JSON_EXPECTED) from None
+
+
+B64_CHUNK = 64 * 1024  # base64 characters decoded per call (a multiple of 4)
+
+
+def _b64decode(payload: str) -> bytes:
+    """``base64.b64decode(payload, validate=True)`` in pieces: one call on 2 MB holds
+    the GIL for 25-40 ms, stalling the event loop while a pool thread decodes; a piece
+    takes well under 1 ms. Padding may only end the whole payload, as in one call."""
+    end = payload.find("=")
+    if end != -1 and payload[end:].strip("="):
+        raise ValueError("padding inside the payload")
+    return b"".join(
+        base64.b64decode(payload[i : i + B64_CHUNK], validate=True)
+        for i in range(0, len(payload), B64_CHUNK)
+    )
