@@ -15,6 +15,7 @@ RANK = {
     "errors": 0,
     "_version": 0,
     "_io": 0,
+    "_privacy": 0,
     "data": 1,
     "ops": 1,
     "_runtime": 1,
@@ -28,7 +29,7 @@ RANK = {
     "__init__": 7,
     "__main__": 7,
 }
-TOP_LEVEL = {"__init__", "__main__", "_version", "errors", "_io", "_runtime"}
+TOP_LEVEL = {"__init__", "__main__", "_version", "errors", "_io", "_runtime", "_privacy"}
 
 
 def _modules() -> list[Path]:

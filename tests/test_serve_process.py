@@ -43,7 +43,7 @@ class Server:
             text=True,
             env=cli_env(mnist_dir),
         )
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300  # a busy 2-core machine starts workers slowly
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.proc.stdout.read()
             try:
@@ -51,7 +51,9 @@ class Server:
                 return
             except OSError:
                 time.sleep(0.2)
-        raise AssertionError("the server did not come up in 120 s")
+        self.proc.kill()  # never leave a server behind a failed test
+        self.proc.communicate(timeout=60)
+        raise AssertionError("the server did not come up in 300 s")
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
