@@ -52,7 +52,6 @@ def saved_config(run_dir: Path) -> TrainConfig:
     config = run_dir / folder.CONFIG
     saved_dict = folder.read_config(run_dir)
     _check_config_keys(saved_dict, config)
-    _check_metrics(run_dir, resume)
     try:
         cfg = TrainConfig.from_dict(saved_dict).validate()
         create_model(cfg.model, **cfg.model_kwargs)  # a model and settings that exist
@@ -66,6 +65,7 @@ def saved_config(run_dir: Path) -> TrainConfig:
     # a step budget's epochs depend on the loader; they are at most its steps
     most = cfg.epochs if cfg.steps is None else cfg.steps
     check_saved_recipe(doc, resume, cfg.recipe(), most, config, last)
+    _check_metrics(run_dir, resume)  # after the position is known to be the run's own
     return cfg
 
 
@@ -99,8 +99,11 @@ def _check_metrics(run_dir: Path, resume: dict) -> None:
     have = {m.get("epoch") for m in folder.read_metrics(run_dir) if m.get("type") == "epoch"}
     lost = [e for e in range(1, done + 1) if e not in have]
     if lost:
+        shown = ", ".join(map(str, lost[:5]))
+        if len(lost) > 5:
+            shown += f" ... ({len(lost)} in all)"
         raise MnistlabError(
-            f"{path} lacks the record of epoch(s) {', '.join(map(str, lost))} of the "
+            f"{path} lacks the record of epoch(s) {shown} of the "
             f"{done} the run has trained; restore it, or train again"
         )
 
