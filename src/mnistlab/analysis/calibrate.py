@@ -8,6 +8,11 @@ members share). A run with none (such as ``--preset best``, which trains on all
 60,000) is fitted on training images instead and says so; such a model is right
 more often there than on new images, so the fitted temperature leans over-confident.
 The test split is never used to fit: its ECE before and after is only reported.
+
+A digit model also gets its reject threshold here (``models/_reject.py``): fitted on
+the same validation digits, at the fitted temperature, and on the validation
+outliers (``data/outliers.py``, fonts and seeds that training never used). How
+much of the test split it rejects is reported, never used.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .._io import atomic_write_json
 from ..data import load_split
 from ..data.loader import load_data
+from ..data.outliers import outlier_images
 from ..models import fit_temperature, set_temperature
+from ..models._reject import digit_scores, fit_threshold
 from ..runs.checkpoint import load_checkpoint
 from ..runs.folder import json_safe
 from .evaluate import predict_logits
@@ -60,6 +68,30 @@ def _ece(logits: torch.Tensor, labels: torch.Tensor) -> float:
     return calibration(torch.softmax(logits.double(), 1), labels.cpu())["ece"]
 
 
+DIGITS = tuple("0123456789")
+
+
+def _scores(logits: torch.Tensor) -> np.ndarray:
+    return digit_scores(torch.softmax(logits.double(), 1).cpu().numpy())
+
+
+def _reject_record(model, val_logits, val_y, test_logits, t: float, device) -> dict:
+    """The reject threshold fitted on validation digits (``val_logits``, calibrated)
+    and validation outliers, and what it does there and on the test split."""
+    outliers = torch.from_numpy(outlier_images("val"))[:, None].to(device)
+    out_logits = predict_logits(model, outliers, model.meta.mean, model.meta.std).double() / t
+    digits, others = _scores(val_logits), _scores(out_logits)
+    threshold = fit_threshold(digits, others)
+    test = _scores(test_logits)
+    return {
+        "reject_threshold": threshold,
+        "val_digits_rejected": float((digits < threshold).mean()),
+        "val_outliers_rejected": float((others < threshold).mean()),
+        "val_outliers": len(others),
+        "test_rejected": float((test < threshold).mean()),  # reported, never fitted on
+    }
+
+
 def calibrate_checkpoint(
     checkpoint: str | os.PathLike, data_dir=None, device: str | torch.device = "cpu"
 ) -> dict:
@@ -83,6 +115,9 @@ def calibrate_checkpoint(
         "test_ece_before": _ece(test_logits, test_y),  # reported, never fitted on
         "test_ece_after": _ece(test_logits / t, test_y),
     }
+    if tuple(meta.class_names) == DIGITS:
+        record.update(_reject_record(model, logits / t, y, test_logits / t, t, device))
+        doc["model"]["reject_threshold"] = record["reject_threshold"]
     doc["model"]["temperature"] = t
     doc["calibration"] = record
     atomic_write_json(Path(checkpoint).with_suffix(".json"), json_safe(doc))

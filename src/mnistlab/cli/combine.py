@@ -63,3 +63,15 @@ def _print_calibration(r: dict) -> None:
         f"ECE there {r['ece_before']:.2%} -> {r['ece_after']:.2%}, "
         f"on test {r['test_ece_before']:.2%} -> {r['test_ece_after']:.2%}"
     )
+    if "reject_threshold" in r:
+        console.print(reject_line(r))
+
+
+def reject_line(r: dict) -> str:
+    """What the fitted reject threshold does on validation data (and on test)."""
+    return (
+        f"not a digit below digit score {r['reject_threshold']:.3f}: rejects "
+        f"{r['val_outliers_rejected']:.1%} of the validation non-digits and "
+        f"{r['val_digits_rejected']:.2%} of the validation digits "
+        f"(test digits: {r['test_rejected']:.2%})"
+    )

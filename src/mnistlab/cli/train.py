@@ -14,87 +14,9 @@ import typer
 
 from ..errors import UsageError
 from .options import DATA_DIR, DEVICE, console, table
+from .train_options import CONFIG_OPTIONS
 
 __all__ = ["CONFIG_OPTIONS", "train"]
-
-
-def _default(field: str) -> str:
-    """Help suffix showing TrainConfig's default, so the two never disagree."""
-    from ..train import TrainConfig
-
-    value = getattr(TrainConfig(), field)
-    return "" if value is None else f" \\[default: {value}]"  # \[ : literal bracket for rich
-
-
-# The flags that set TrainConfig fields (``ops`` goes into ``model_kwargs``), keyed by
-# parameter name and in the order of train's parameters. None means "not given": the
-# preset's or TrainConfig's value stands. None of them can be combined with --resume.
-CONFIG_OPTIONS = {
-    "model": typer.Option(
-        None, "--model", "-m", help="Model name (see `mnistlab models`)." + _default("model")
-    ),
-    "ops": typer.Option(
-        None, help="Conv/pool implementation for lenet5: torch, im2col or loops (from scratch)."
-    ),
-    "dataset": typer.Option(None, help="mnist or fashion-mnist." + _default("dataset")),
-    "epochs": typer.Option(None, "--epochs", "-e", help="Epochs to train." + _default("epochs")),
-    "steps": typer.Option(
-        None,
-        help="Train this many optimiser steps in all instead of whole epochs (a budget "
-        "finer than an epoch; the last epoch is cut short). \\[default: whole epochs]",
-    ),
-    "batch_size": typer.Option(
-        None, "--batch-size", "-b", help="Training batch size." + _default("batch_size")
-    ),
-    "lr": typer.Option(None, help="(Peak) learning rate." + _default("lr")),
-    "momentum": typer.Option(None, help="SGD momentum." + _default("momentum")),
-    "beta1": typer.Option(
-        None,
-        help="Adam/AdamW's first beta, held for the whole run. \\[default: 0.9, which the "
-        "onecycle schedule cycles between 0.95 and 0.85]",
-    ),
-    "beta2": typer.Option(None, help="Adam/AdamW's second beta." + _default("beta2")),
-    "weight_decay": typer.Option(None, help="Weight decay." + _default("weight_decay")),
-    "optimizer": typer.Option(None, help="sgd, adam, adamw or adadelta." + _default("optimizer")),
-    "loss": typer.Option(
-        None, help="ce (cross-entropy) or mse (MSE on one-hot)." + _default("loss")
-    ),
-    "label_smoothing": typer.Option(
-        None, help="Label smoothing for ce." + _default("label_smoothing")
-    ),
-    "augment": typer.Option(
-        None,
-        help="Batch augmentation: none, affine, affine2, elastic, thickness, ink, blur, "
-        "lowres, flag1 (some 1s get a flag and a foot), hflip (mirrored), shift (by up "
-        "to 2 pixels), or a chain such as "
-        "affine2+thickness. \\[default: the dataset's: affine2+thickness+ink+lowres for "
-        "mnist, none for fashion-mnist]",
-    ),
-    "mean": typer.Option(None, help="Normalisation mean. \\[default: the dataset's]"),
-    "std": typer.Option(None, help="Normalisation std. \\[default: the dataset's]"),
-    "schedule": typer.Option(None, help="none, step, cosine or onecycle." + _default("schedule")),
-    "step_size": typer.Option(
-        None, help="Epochs between decays (step schedule)." + _default("step_size")
-    ),
-    "gamma": typer.Option(None, help="Decay factor (step schedule)." + _default("gamma")),
-    "ema": typer.Option(
-        None,
-        help="Decay of an exponential moving average of the weights, evaluated and saved "
-        "in their place (e.g. 0.999); 0 for none." + _default("ema"),
-    ),
-    "val_size": typer.Option(
-        None, help="Images held out of train for validation." + _default("val_size")
-    ),
-    "train_subset": typer.Option(
-        None, help="Train on only this many images." + _default("train_subset")
-    ),
-    "seed": typer.Option(None, help="Random seed: same seed, same metrics." + _default("seed")),
-    "log_every": typer.Option(
-        None, help="Log running loss/accuracy every N steps." + _default("log_every")
-    ),
-    "out_dir": typer.Option(None, help="Where run folders go." + _default("out_dir")),
-    "run_name": typer.Option(None, "--name", help="Run folder name. \\[default: <time>-<model>]"),
-}
 
 
 def train(
@@ -125,6 +47,8 @@ def train(
     step_size: int = CONFIG_OPTIONS["step_size"],
     gamma: float = CONFIG_OPTIONS["gamma"],
     ema: float = CONFIG_OPTIONS["ema"],
+    outliers: float = CONFIG_OPTIONS["outliers"],
+    outlier_weight: float = CONFIG_OPTIONS["outlier_weight"],
     val_size: int = CONFIG_OPTIONS["val_size"],
     train_subset: int = CONFIG_OPTIONS["train_subset"],
     seed: int = CONFIG_OPTIONS["seed"],
@@ -233,6 +157,7 @@ def train(
         )
     from ..analysis.calibrate import calibrate_checkpoint
     from ..analysis.report import write_run_report
+    from .combine import reject_line
 
     if result.best is not None:  # the probabilities users see: made honest on held-out images
         from .._runtime import pick_device
@@ -243,6 +168,8 @@ def train(
             f"calibrated: temperature {c['temperature']:.3f} (fitted on {c['fitted_on']}; "
             f"ECE there {c['ece_before']:.2%} -> {c['ece_after']:.2%})"
         )
+        if "reject_threshold" in c:
+            console.print(reject_line(c))
     report = write_run_report(run, cfg.data_dir)
     console.print(f"run folder: {run}  (checkpoints, metrics.jsonl, curves.png, eval/)")
     console.print(f"report: {report}")

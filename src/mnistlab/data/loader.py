@@ -9,6 +9,11 @@ middle of an epoch land where an uninterrupted run would.
 In distributed training (``train/dist.py``) each rank holds the whole split, draws
 the same order and takes its own contiguous share of every batch: together the
 ranks see exactly the batches one process would.
+
+With ``outliers`` (uint8 images that are no digit, ``data/outliers.py``) every batch
+also carries ``outlier_rows`` of them, drawn at random, augmented with the digits
+and labelled -1, after the digits: the loss teaches the model to say "not a digit"
+(outlier exposure, ``train/optim.py``).
 """
 
 from __future__ import annotations
@@ -116,6 +121,8 @@ class DeviceLoader:
         augment: Augment | None = None,
         rank: int = 0,
         world_size: int = 1,
+        outliers: torch.Tensor | None = None,
+        outlier_rows: int = 0,
     ):
         if batch_size < 1:
             raise UsageError(f"must be at least 1, got {batch_size}", option="batch_size")
@@ -129,6 +136,19 @@ class DeviceLoader:
         self.shuffle, self.seed, self.drop_last = shuffle, seed, drop_last
         self.max_batches, self.augment = max_batches, augment
         self.rank, self.world_size = rank, world_size
+        if outliers is None or len(outliers) == 0:
+            outlier_rows = 0
+        if outlier_rows % world_size:
+            raise UsageError(
+                f"{outlier_rows} outliers a batch do not divide into {world_size} equal shares",
+                option="outliers",
+            )
+        self.outliers, self.outlier_rows = outliers, outlier_rows
+
+    @property
+    def rank_outliers(self) -> int:
+        """The outlier rows (the last ones) of each batch this rank yields."""
+        return self.outlier_rows // self.world_size
 
     def __len__(self) -> int:
         n = len(self.images)
@@ -160,28 +180,44 @@ class DeviceLoader:
                 idx = pick(order[sl])
                 # index_select: a 128-row gather in 9 µs where x[idx] takes 53 (2 threads)
                 x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
+            # a per-batch stream: a resumed epoch draws and augments batch b as before
+            gen = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) * 100_003 + b)
+            if self.outlier_rows:
+                x, y = self._with_outliers(x, y, gen)
             if self.augment is None:
                 x = normalize(x, self.mean, self.std)  # (B, 1, 28, 28) float32
             else:
-                # augment in [0, 1], where the black border is 0; a per-batch stream
-                # means a resumed epoch augments batch b exactly as before
-                aug_gen = torch.Generator().manual_seed(
-                    (self.seed * 1_000_003 + epoch) * 100_003 + b
-                )
-                x = self.augment(x.to(torch.float32).div_(255.0), aug_gen, y)
+                # augment in [0, 1], where the black border is 0
+                x = self.augment(x.to(torch.float32).div_(255.0), gen, y)
                 # An augmentation draws its numbers for the whole batch from one stream,
                 # so each rank augments the whole batch and keeps its rows: the pixels
                 # one process would train on, for the cost of augmenting them all
-                x, y = self._share(x), self._share(y)
+                x, y = self._share(x, mixed=True), self._share(y, mixed=True)
                 x = standardize(x, self.mean, self.std)
             yield x, y
 
-    def _share(self, t: torch.Tensor) -> torch.Tensor:
-        """This rank's rows of a batch: all of them in one process."""
+    def _with_outliers(self, x, y, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's digits followed by ``outlier_rows`` outliers drawn at random,
+        labelled -1 (unaugmented batches: this rank's share of them only)."""
+        pick = torch.randint(len(self.outliers), (self.outlier_rows,), generator=gen)
+        out = self.outliers.index_select(0, pick.to(self.outliers.device))  # (K, 1, 28, 28)
+        if self.augment is None:
+            k = self.rank_outliers
+            out = out[self.rank * k : (self.rank + 1) * k]
+        return torch.cat([x, out]), torch.cat([y, y.new_full((len(out),), -1)])
+
+    def _share(self, t: torch.Tensor, mixed: bool = False) -> torch.Tensor:
+        """This rank's rows of a batch: all of them in one process. In a ``mixed`` batch
+        (digits, then the last ``outlier_rows`` outliers) each rank gets its share of
+        both."""
         if self.world_size == 1:
             return t
         k = self.batch_size // self.world_size
-        return t[self.rank * k : (self.rank + 1) * k]
+        if not (mixed and self.outlier_rows):
+            return t[self.rank * k : (self.rank + 1) * k]
+        digits, out = t[: -self.outlier_rows], t[-self.outlier_rows :]
+        j, r = self.rank_outliers, self.rank
+        return torch.cat([digits[r * k : (r + 1) * k], out[r * j : (r + 1) * j]])
 
     def __iter__(self):
         return self.batches(0)

@@ -55,6 +55,9 @@ class ModelMeta:
     source: str = ""
     # logits are divided by it before any probability is shown (models/_calibration.py)
     temperature: float = 1.0
+    # an image whose digit score (models/_reject.py) is below this is "not a digit";
+    # None: the model never says so (checkpoints from before the reject option)
+    reject_threshold: float | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -92,6 +95,9 @@ class ModelMeta:
         temperature = d.get("temperature", 1.0)
         if not (_is_real(temperature) and temperature > 0):
             raise bad("temperature must be a finite number above 0", temperature)
+        threshold = d.get("reject_threshold")
+        if threshold is not None and not (_is_real(threshold) and 0 <= threshold <= 1):
+            raise bad("reject_threshold must be a number from 0 to 1, or null", threshold)
         return cls(
             name=name,
             kwargs=dict(kwargs),
@@ -101,6 +107,7 @@ class ModelMeta:
             class_names=tuple(names),
             source=source if isinstance(source, str) else "",
             temperature=float(temperature),
+            reject_threshold=None if threshold is None else float(threshold),
         )
 
 

@@ -8,6 +8,7 @@ import torch
 
 from ..data.augment import make_augment
 from ..data.loader import DeviceLoader
+from ..data.outliers import outlier_images
 from ..models import create_model
 from .config import TrainConfig
 from .optim import LossFn, make_loss, make_optimizer, make_scheduler
@@ -26,7 +27,11 @@ def make_train_loader(
     world_size: int = 1,
 ) -> DeviceLoader:
     """The training batches of ``cfg``: seeded shuffle, full batches, its augmentation
-    (rank ``rank``'s share of each, in distributed training)."""
+    and its outliers (rank ``rank``'s share of each, in distributed training)."""
+    outliers = None
+    if cfg.outlier_rows():
+        # (M, 1, 28, 28) uint8 beside the digits, on their device
+        outliers = torch.from_numpy(outlier_images("train"))[:, None].to(images.device)
     return DeviceLoader(
         images,
         labels,
@@ -40,6 +45,8 @@ def make_train_loader(
         augment=make_augment(cfg.augment),
         rank=rank,
         world_size=world_size,
+        outliers=outliers,
+        outlier_rows=cfg.outlier_rows(),
     )
 
 
@@ -81,4 +88,5 @@ def build_training(
         # one-cycle cycles Adam's beta1 (SGD's momentum) unless the recipe fixes beta1
         cycle_momentum=cfg.beta1 is None or cfg.optimizer not in ("adam", "adamw"),
     )
-    return model, optimizer, scheduler, make_loss(cfg.loss, cfg.label_smoothing, len(class_names))
+    loss = make_loss(cfg.loss, cfg.label_smoothing, len(class_names), cfg.outlier_weight)
+    return model, optimizer, scheduler, loss

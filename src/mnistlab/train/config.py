@@ -8,7 +8,15 @@ from dataclasses import dataclass, field, fields
 
 from ..errors import UsageError
 
-__all__ = ["DATASET_AUGMENT", "LOSSES", "OPTIMIZERS", "RUNTIME", "SCHEDULES", "TrainConfig"]
+__all__ = [
+    "DATASET_AUGMENT",
+    "DATASET_OUTLIERS",
+    "LOSSES",
+    "OPTIMIZERS",
+    "RUNTIME",
+    "SCHEDULES",
+    "TrainConfig",
+]
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "adadelta")
 LOSSES = ("ce", "mse")
@@ -20,6 +28,10 @@ SCHEDULES = ("none", "step", "cosine", "onecycle")
 # learn best unaugmented, ahead of flips and shifts and far ahead of the handwriting
 # set (docs/models.md, "Fashion-MNIST")
 DATASET_AUGMENT = {"mnist": "affine2+thickness+ink+lowres", "fashion-mnist": "none"}
+
+# The share of each batch added as images that are no digit (data/outliers.py), for
+# the reject option: one outlier per 8 digits (docs/trust.md). Garments need none.
+DATASET_OUTLIERS = {"mnist": 0.125}
 
 
 # Bounds beyond which a value is a mistake, not a recipe (and would overflow or hang).
@@ -101,6 +113,11 @@ class TrainConfig:
     # decay of an exponential moving average of the weights, evaluated and saved in
     # their place (train/ema.py); 0 = off
     ema: float = 0.0
+    # outlier exposure: this share of each batch added as non-digits (data/outliers.py),
+    # weighted by outlier_weight in the loss; None: the dataset's own, DATASET_OUTLIERS
+    # (with cross-entropy; 0 with MSE)
+    outliers: float | None = None
+    outlier_weight: float = 0.5
     val_size: int = 5000
     train_subset: int | None = None
     seed: int = 0
@@ -119,6 +136,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.augment is None:  # resolved here, so config.json records what was trained
             self.augment = DATASET_AUGMENT.get(self.dataset, "none")
+        if self.outliers is None:
+            share = DATASET_OUTLIERS.get(self.dataset, 0.0)
+            self.outliers = share if self.loss == "ce" else 0.0
 
     def validate(self) -> TrainConfig:
         def bad(name: str, what: str, value) -> UsageError:
@@ -155,6 +175,16 @@ class TrainConfig:
         if not 0 <= self.ema < 1:
             raise bad(
                 "ema", "in [0, 1): the decay per step, such as 0.999, or 0 for none", self.ema
+            )
+        if not 0 <= self.outliers <= 1:
+            raise bad(
+                "outliers", "in [0, 1]: the share of each batch added as non-digits", self.outliers
+            )
+        if not 0 <= self.outlier_weight <= 10:
+            raise bad("outlier_weight", "in [0, 10]", self.outlier_weight)
+        if self.outliers and self.loss != "ce":
+            raise UsageError(
+                f"work with loss ce only; set it to 0 for loss {self.loss}", option="outliers"
             )
         if not 0 < self.gamma <= 1:
             raise bad("gamma", "in (0, 1]", self.gamma)
@@ -230,10 +260,16 @@ class TrainConfig:
 
         return cls(**{**get_preset(name), "preset": name, **overrides})
 
+    def outlier_rows(self) -> int:
+        """The outliers added to each batch."""
+        return round(self.batch_size * self.outliers)
+
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        d = {k: v for k, v in d.items() if k in known}
+        d.setdefault("outliers", 0.0)  # a run saved before outlier exposure had none
+        return cls(**d)
 
 
 RUNTIME = frozenset(f.name for f in fields(TrainConfig) if f.metadata.get("runtime"))

@@ -138,15 +138,16 @@ def train_one_epoch(
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        digits = len(y) - loader.rank_outliers  # outliers (label -1) come last
         with torch.no_grad():
-            b_loss = loss.detach().double() * len(y)
-            b_correct = (logits.argmax(1) == y).sum()
+            b_loss = loss.detach().double() * digits
+            b_correct = (logits[:digits].argmax(1) == y[:digits]).sum()
         loss_sum += b_loss
         correct += b_correct
         win_loss += b_loss
         win_correct += b_correct
-        seen += len(y)
-        win_seen += len(y)
+        seen += digits
+        win_seen += digits
         pos.step += 1
         if on_step:
             on_step(pos.step)

@@ -53,14 +53,31 @@ def _fused_or_foreach(cls, params: list, **kw) -> torch.optim.Optimizer:
         return cls(params, foreach=True, **kw)
 
 
-def make_loss(name: str, label_smoothing: float = 0.0, num_classes: int = 10) -> LossFn:
+def make_loss(
+    name: str, label_smoothing: float = 0.0, num_classes: int = 10, outlier_weight: float = 0.0
+) -> LossFn:
     """Cross-entropy on logits, or MSE between softmax-free logits and one-hot targets.
 
     MSE compares the raw outputs with one-hot vectors, as seed 002 does; the
     prediction is still the arg-max of the outputs.
+
+    Rows labelled -1 are outliers, images that are no digit (``data/outliers.py``):
+    with cross-entropy, ``outlier_weight`` times their cross-entropy to the uniform
+    distribution is added, the loss of outlier exposure (Hendrycks et al., 2019)
+    that teaches the model to spread its probabilities over them.
     """
     if name == "ce":
-        return lambda logits, y: F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+
+        def ce(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing, ignore_index=-1)
+            if not outlier_weight:
+                return loss
+            out = (y < 0).to(logits.dtype)  # (B,) 1 for outliers
+            # cross-entropy to uniform: logsumexp - mean logit, per row
+            to_uniform = torch.logsumexp(logits, 1) - logits.mean(1)
+            return loss + outlier_weight * (to_uniform * out).sum() / out.sum().clamp(min=1)
+
+        return ce
     if name == "mse":
         return lambda logits, y: F.mse_loss(logits, F.one_hot(y, num_classes).to(logits.dtype))
     raise ValueError(f"unknown loss {name!r}")
