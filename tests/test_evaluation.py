@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mnistlab import TrainConfig, fit, load_checkpoint
+from mnistlab.analysis.evaluate import reject_summary
 from mnistlab.analysis.inspect import conv_kernels, feature_maps
 from mnistlab.analysis.metrics import calibration, confident_mistakes, confusion_matrix, per_class
 from mnistlab.cli import main
@@ -48,6 +49,23 @@ def test_confident_mistakes_are_wrong_and_sorted():
     probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7], [0.99, 0.01]])
     labels = torch.tensor([0, 0, 1, 1, 1])
     assert confident_mistakes(probs, labels, k=5).tolist() == [4, 1, 2]
+
+
+def test_reject_summary_by_hand():
+    # digit scores 0.9, 0.6, 0.7, 0.55, 0.99; at 0.65 images 1 and 3 are turned away.
+    # Right: 0, 1, 3; wrong: 2 and 4 (0 for 1). Kept (0, 2, 4) and right: 0 only
+    probs = torch.tensor([[0.9, 0.1], [0.4, 0.6], [0.7, 0.3], [0.45, 0.55], [0.99, 0.01]])
+    labels = torch.tensor([0, 1, 1, 1, 1])
+    r = reject_summary(probs, labels, 0.65)
+    assert (r["rejected"], r["kept"], r["rejected_rate"]) == (2, 3, 0.4)
+    assert r["accuracy_rejected_wrong"] == pytest.approx(1 / 5)
+    assert r["accuracy_kept"] == pytest.approx(1 / 3)
+    assert r["threshold"] == 0.65 and r["note"] == ""
+    none = reject_summary(probs, labels, None)
+    assert (none["rejected"], none["kept"]) == (0, 5) and "calibrate" in none["note"]
+    assert none["accuracy_kept"] == none["accuracy_rejected_wrong"] == pytest.approx(3 / 5)
+    everything = reject_summary(probs, labels, 1.0)
+    assert everything["rejected"] == 5 and everything["accuracy_kept"] is None
 
 
 @pytest.fixture(scope="module")

@@ -65,6 +65,8 @@ def test_predict_json_glob_and_show(run, images, tmp_path, capsys):
         assert d["label"] == d["file"].rsplit("_", 1)[1][0]
         assert len(d["top3"]) == 3 and d["top3"][0]["probability"] == d["confidence"]
         assert sum(t["probability"] for t in d["top3"]) <= 1 + 1e-9
+        assert d["not_digit"] is False and d["digit_score"] == d["confidence"]
+        assert sum(d["probabilities"]) == pytest.approx(1)
     assert Image.open(show).size[1] > 300
 
 

@@ -55,6 +55,9 @@ def test_multipart_upload(client, seven):
     assert body["label"] == "7" and body["confidence"] > 0.5
     assert len(body["probabilities"]) == 10 and sum(body["probabilities"]) == pytest.approx(1)
     assert body["confidence"] == max(body["probabilities"])
+    # a clean MNIST 7 is a digit under any fitted threshold; its digit score comes too
+    assert body["not_digit"] is False and body["best_guess"] == "7"
+    assert body["digit_score"] == body["confidence"]
     head, _, data = body["input28"].partition(",")
     assert head == "data:image/png;base64"
     digit = np.asarray(Image.open(io.BytesIO(base64.b64decode(data))))

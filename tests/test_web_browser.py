@@ -9,11 +9,13 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from .browser import chromium_page
+from .rejecting import with_threshold
 
 pytestmark = pytest.mark.slow  # every test here needs the trained cnn
 
@@ -26,11 +28,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(trained_run):
+@contextmanager
+def _serving(run: Path):
+    """``mnistlab serve RUN`` on a free port; yields its URL, stops it after."""
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mnistlab", "serve", str(trained_run), "--port", str(port)],
+        [sys.executable, "-m", "mnistlab", "serve", str(run), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env=os.environ.copy(),
@@ -46,9 +49,26 @@ def server(trained_run):
                 proc.kill()
                 pytest.fail(f"server did not start: {proc.stdout.read().decode()[-2000:]}")
             time.sleep(0.2)
-    yield url
-    proc.terminate()
-    proc.wait(timeout=10)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(trained_run):
+    with _serving(trained_run) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def rejecting_server(trained_run, tmp_path_factory):
+    """A server whose model turns away every image scoring below 1: whatever is drawn is
+    "not a digit" (a threshold of 1 keeps only a certainty no scribble reaches)."""
+    run = with_threshold(trained_run, tmp_path_factory.mktemp("reject-web") / "run", 1.0)
+    with _serving(run) as url:
+        yield url
 
 
 def _stroke(page, points):
@@ -176,6 +196,29 @@ def test_number_mode_reads_three_digits_with_boxes(server):
         page.screenshot(path=str(ARTEFACTS / "web-number.png"))
         page.click("#clear")
         assert _canvas_is_blank(page) and page.locator("#label").inner_text() == "–"
+
+
+def test_not_a_digit_is_said_plainly_and_the_bars_stay(rejecting_server):
+    ARTEFACTS.mkdir(exist_ok=True)
+    with chromium_page(1100, 800) as page:
+        page.goto(rejecting_server + "/")
+        page.wait_for_function("document.getElementById('model').textContent.includes('cnn')")
+        zigzag = [(0.2 + 0.6 * (i % 2), 0.15 + 0.7 * i / 8) for i in range(9)]
+        _stroke(page, zigzag)
+        label, bars = _answer(page)
+        assert label == "not a digit"
+        conf = page.locator("#conf").inner_text()
+        best = max(range(10), key=bars.__getitem__)
+        assert conf.startswith("digit score ") and conf.endswith(f"best guess {best}")
+        # the bars still show the probabilities, the best guess's marked but greyed
+        assert sum(bars) == pytest.approx(1, abs=0.01)
+        assert page.locator(".bar.top").get_attribute("data-class") == str(best)
+        grey = page.eval_on_selector(".bar.top .fill", "e => getComputedStyle(e).backgroundColor")
+        assert grey == "rgb(154, 164, 174)"
+        page.screenshot(path=str(ARTEFACTS / "web-not-a-digit.png"))
+        page.click("#clear")
+        assert page.locator("#label").inner_text() == "–"
+        assert "nodigit" not in (page.locator("#label").get_attribute("class") or "")
 
 
 def test_phone_viewport_has_no_horizontal_scroll(server):

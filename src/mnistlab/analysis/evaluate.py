@@ -7,7 +7,8 @@ Three things are called "evaluate", one per level:
 - ``write_evaluation`` (here): everything ``mnistlab evaluate`` shows and the run
   report embeds: per-class scores, calibration, the most confident mistakes,
   written as ``confusion.png``, ``mistakes.png``, ``predictions.png``,
-  ``reliability.png`` and ``eval.json`` into an output folder;
+  ``reliability.png`` and ``eval.json`` into an output folder, with how much of the
+  split the model's reject threshold answers "not a digit" (``reject_summary``);
 - ``mnistlab evaluate RUN`` (``cli/analysis.py``): the command around it.
 """
 
@@ -22,9 +23,12 @@ from torch import nn
 
 from .._io import atomic_write_json
 from ..data.normalize import normalize
+from ..models._reject import digit_scores, is_digit
 from .metrics import calibration, confident_mistakes, confusion_matrix, per_class
 
-__all__ = ["predict_logits", "predict_probs", "write_evaluation"]
+__all__ = ["NO_THRESHOLD", "predict_logits", "predict_probs", "reject_summary", "write_evaluation"]
+
+NO_THRESHOLD = "no reject threshold (calibrate the run)"
 
 
 @torch.inference_mode()
@@ -62,6 +66,28 @@ def _uncalibrated(model: nn.Module, logits: torch.Tensor, images, batch_size: in
         return predict_logits(model, images, model.meta.mean, model.meta.std, batch_size)
     finally:
         model.meta.temperature = t
+
+
+def reject_summary(probs: torch.Tensor, labels: torch.Tensor, threshold: float | None) -> dict:
+    """How the reject option does on labelled digits, for probabilities ``(N, C)`` and
+    labels ``(N,)``: every image here is a digit, so each rejection is a loss.
+
+    ``accuracy_rejected_wrong``: right answers over all N (a rejected digit counts as
+    wrong); ``accuracy_kept``: right answers over the digits kept (None if none is)."""
+    scores = digit_scores(probs.double().numpy())  # (N,)
+    kept = torch.from_numpy(is_digit(scores, threshold))  # (N,) bool
+    right = probs.argmax(1) == labels  # (N,) bool
+    n, n_kept = len(labels), int(kept.sum())
+    n_right_kept = int((right & kept).sum())
+    return {
+        "threshold": threshold,
+        "rejected": n - n_kept,
+        "rejected_rate": (n - n_kept) / max(n, 1),
+        "kept": n_kept,
+        "accuracy_rejected_wrong": n_right_kept / max(n, 1),
+        "accuracy_kept": n_right_kept / n_kept if n_kept else None,
+        "note": NO_THRESHOLD if threshold is None else "",
+    }
 
 
 def write_evaluation(
@@ -130,6 +156,7 @@ def write_evaluation(
         "ece_uncalibrated": calibration(
             F.softmax(_uncalibrated(model, logits, images, batch_size), 1), labels_cpu
         )["ece"],
+        "reject": reject_summary(probs, labels_cpu, meta.reject_threshold),
         "per_class": {names[i]: row for i, row in enumerate(per_class(cm))},
         "confusion": cm.tolist(),
         "calibration_bins": cal["bins"],

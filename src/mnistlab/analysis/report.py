@@ -97,6 +97,30 @@ def _read_eval(path: Path) -> dict | None:
     return ev if isinstance(ev, dict) and all(k in ev for k in keys) else None
 
 
+def _reject_current(ev: dict, threshold: float | None) -> bool:
+    """Whether ``eval.json`` holds the reject summary for the model's threshold: one
+    from before the reject option, or before the run was calibrated (another
+    threshold), would report rejections the model no longer makes."""
+    r = ev.get("reject")
+    keys = ("threshold", "rejected", "rejected_rate", "kept", "accuracy_kept", "note")
+    return isinstance(r, dict) and all(k in r for k in keys) and r["threshold"] == threshold
+
+
+def _reject_cards(r: dict) -> list[tuple[str, str]]:
+    """The reject option on the test digits: how many it turned away, and the accuracy
+    on those it kept (``evaluate.reject_summary``)."""
+    if r["threshold"] is None:
+        return [('test digits called "not a digit"', r["note"])]
+    kept = pct(r["accuracy_kept"]) if r["accuracy_kept"] is not None else "-"
+    return [
+        (
+            f'test digits called "not a digit" (score < {r["threshold"]:.3g})',
+            f"{r['rejected']:,} ({pct(r['rejected_rate'])})",
+        ),
+        ("accuracy on the digits kept", kept),
+    ]
+
+
 def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """Write ``run_dir/report.html``; evaluates the best checkpoint first if needed."""
     from ..data import load_split
@@ -126,7 +150,8 @@ def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | N
     model, doc = load_checkpoint(checkpoint_json(run))
     eval_json = run / "eval" / "eval.json"
     ev = _read_eval(eval_json)
-    if ev is None:  # never evaluated, or eval.json is damaged: it is derived, so redo it
+    if ev is None or not _reject_current(ev, model.meta.reject_threshold):
+        # never evaluated, damaged or stale: it is derived, so redo it
         images, labels = load_split(doc.get("dataset", "mnist"), "test", data_dir)
         ev = write_evaluation(model, images, labels, run / "eval")
     cfg = read_config(run)
@@ -139,6 +164,7 @@ def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | N
         ("test accuracy", pct(ev["accuracy"])),
         ("test errors", f"{errors:,} of {ev['n']:,}"),
         ("calibration error (ECE)", pct(ev["ece"])),
+        *_reject_cards(ev["reject"]),
         ("parameters", f"{summ.params:,}"),
         ("MFLOPs per image", f"{summ.flops / 1e6:.2f}"),
         ("training time", f"{sum(h['train_seconds'] for h in history):.1f} s"),

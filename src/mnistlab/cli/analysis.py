@@ -39,6 +39,8 @@ def evaluate(
 ) -> None:
     """Test accuracy, per-class precision/recall, confusion matrix and calibration (ECE).
 
+    With the model's reject threshold: how many test digits it calls "not a digit",
+    the accuracy counting them wrong and the accuracy on the digits kept.
     Also writes confusion.png, mistakes.png (the most confident mistakes),
     predictions.png, reliability.png and eval.json. With --suite realworld:
     accuracy per real-world set instead, written to realworld.json.
@@ -73,6 +75,7 @@ def evaluate(
         f"loss {res['loss']:.4f}, [bold green]accuracy {res['accuracy']:.2%}[/], "
         f"ECE {res['ece']:.2%}{uncalibrated}"
     )
+    console.print(_reject_line(res["reject"]))
     names = list(res["per_class"])
     cm = res["confusion"]
     confusion = Table(title="Confusion matrix (rows: true class, columns: predicted)")
@@ -85,6 +88,18 @@ def evaluate(
     console.print(confusion)
     console.print(table("Per class", *class_table(res["per_class"])))
     console.print(f"pictures and eval.json in {out_dir}")
+
+
+def _reject_line(r: dict) -> str:
+    """``write_evaluation``'s reject summary in one line."""
+    if r["threshold"] is None:
+        return f"not a digit: none; {r['note']}"
+    kept = f"{r['accuracy_kept']:.2%}" if r["accuracy_kept"] is not None else "-"
+    return (
+        f"not a digit: {r['rejected']:,} ({r['rejected_rate']:.2%}) at digit score below "
+        f"{r['threshold']:.3g}; accuracy {r['accuracy_rejected_wrong']:.2%} counting them "
+        f"wrong, {kept} on the {r['kept']:,} kept"
+    )
 
 
 def _evaluate_suite(run, which, out, data_dir, device, suite, split, per_set, show, tta) -> None:

@@ -273,6 +273,7 @@ def load_checkpoint(
             temperature=meta.temperature,
             **meta.kwargs,
         )
+        model.meta.reject_threshold = meta.reject_threshold  # set by calibration
     except MnistlabError as e:
         raise CheckpointError(
             f"{jp}: {e.cli_message()}; the file was edited or saved by another version: "

@@ -3,7 +3,9 @@
 ``load_predictor`` takes a run folder, a checkpoint (.json/.safetensors) or an
 exported .onnx file; ``iter_predictions`` runs the shared preprocessing on each
 image and yields one result per input, in order, errors included, so one bad file
-never stops a batch; it works through the files ``BATCH`` at a time.
+never stops a batch; it works through the files ``BATCH`` at a time. Every answer
+carries a digit score; below the model's reject threshold it is "not a digit" (label
+None, the best guess kept), an answer rather than an error.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ..data.normalize import normalize_array
 from ..errors import MnistlabError, UsageError
 from ..models import count_params
 from ..models._calibration import check_temperature
+from ..models._reject import digit_scores, is_digit
 from .preprocess import PreprocessError, load_digit
 
 __all__ = [
@@ -48,6 +51,14 @@ class Predictor:
     run: object  # callable: float32 (N, 1, 28, 28) normalised -> logits (N, C) numpy
     params: int | None = None  # the model's parameter count, where known (not for ONNX)
     backend: str = "torch"  # or "onnxruntime"
+    # digit scores below it are "not a digit" (models/_reject.py); None: never
+    reject_threshold: float | None = None
+
+    def judge(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(probs (N, C), digit scores (N,), is a digit (N,))`` for uint8 digits."""
+        probs = self.probs(digits)
+        scores = digit_scores(probs)
+        return probs, scores, is_digit(scores, self.reject_threshold)
 
     def probs(self, digits: np.ndarray) -> np.ndarray:
         """Softmax probabilities ``(N, C)`` for uint8 digits ``(N, 28, 28)``."""
@@ -99,6 +110,7 @@ def load_predictor(
             meta["std"],
             _runner(session),
             backend="onnxruntime",
+            reject_threshold=_threshold(meta.get("reject_threshold"), p),
         )
     from ..runs.checkpoint import load_checkpoint
 
@@ -126,6 +138,7 @@ def load_predictor(
             _runner(session),
             params,
             "onnxruntime",
+            meta.reject_threshold,
         )
     if threads and device == "cpu":
         torch.set_num_threads(threads)
@@ -134,7 +147,27 @@ def load_predictor(
     def run(x: np.ndarray) -> np.ndarray:
         return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
 
-    return Predictor(meta.name, list(meta.class_names), meta.mean, meta.std, run, params)
+    return Predictor(
+        meta.name,
+        list(meta.class_names),
+        meta.mean,
+        meta.std,
+        run,
+        params,
+        reject_threshold=meta.reject_threshold,
+    )
+
+
+def _threshold(value, shown_as: Path) -> float | None:
+    """An ONNX file's stored reject threshold: None, or a number from 0 to 1."""
+    if value is None:
+        return None
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not (ok and 0 <= value <= 1):
+        raise MnistlabError(
+            f"{shown_as}: model.reject_threshold must be a number from 0 to 1, got {value!r}"
+        )
+    return float(value)
 
 
 def _has_onnxruntime() -> bool:
@@ -208,11 +241,15 @@ def shown(text: str) -> str:
 @dataclass
 class Result:
     source: str
-    label: str | None = None
-    confidence: float | None = None
+    label: str | None = None  # None for an error, and for "not a digit"
+    confidence: float | None = None  # the probability of ``label``
     top3: list[tuple[str, float]] = field(default_factory=list)
     digit: np.ndarray | None = None  # the 28x28 the model saw
     error: str | None = None
+    digit_score: float | None = None  # in [0, 1], higher = more digit-like (models/_reject.py)
+    not_digit: bool = False  # the score is below the model's reject threshold
+    best_guess: str | None = None  # the top class, a digit or not
+    probabilities: list[float] = field(default_factory=list)  # (C,) in class order
 
     def to_json(self) -> dict:
         if self.error:
@@ -221,7 +258,11 @@ class Result:
             "file": self.source,
             "label": self.label,
             "confidence": self.confidence,
+            "not_digit": self.not_digit,
+            "digit_score": self.digit_score,
+            "best_guess": self.best_guess,
             "top3": [{"label": k, "probability": v} for k, v in self.top3],
+            "probabilities": self.probabilities,
         }
 
 
@@ -261,14 +302,19 @@ def _classify(predictor: Predictor, results: list[Result]) -> None:
     digits = [r.digit for r in results if r.error is None]
     if not digits:
         return
-    probs = iter(predictor.probs(np.stack(digits)))
+    probs, scores, ok = predictor.judge(np.stack(digits))  # (N, C), (N,), (N,)
+    answers = iter(zip(probs, scores.tolist(), ok.tolist(), strict=True))
     names = predictor.class_names
     for r in results:
         if r.error is None:
-            p = next(probs)
+            p, r.digit_score, is_digit = next(answers)
             order = np.argsort(-p)[:3]
-            r.label, r.confidence = names[order[0]], float(p[order[0]])
+            r.best_guess = names[order[0]]
+            r.not_digit = not is_digit
+            if is_digit:
+                r.label, r.confidence = r.best_guess, float(p[order[0]])
             r.top3 = [(names[i], float(p[i])) for i in order]
+            r.probabilities = p.tolist()
 
 
 def predict_files(

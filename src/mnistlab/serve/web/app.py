@@ -1,6 +1,7 @@
 """FastAPI app: ``/`` (the drawing page), ``POST /api/predict``, ``POST /api/read``,
 ``GET /api/model``, ``GET /healthz`` (alive), ``GET /readyz`` (the model answers) and
-the OpenAPI docs at ``/docs``.
+the OpenAPI docs at ``/docs``. An image the model scores below its reject threshold
+is answered "not a digit" (``not_digit``, a 200 like any answer; models/_reject.py).
 
 The model is loaded once per worker, as ONNX Runtime when it is installed (a tenth of
 torch's cost for one image). The event loop only waits: everything a request costs in
@@ -86,13 +87,17 @@ def create_app(
     backend: str = "auto",
     threads: int | None = None,
     timeout: float = 30.0,
+    accept_all: bool = False,
 ) -> FastAPI:
     """The app for the model in ``run`` (a run folder, checkpoint or .onnx file).
     ``backend``: auto (ONNX Runtime on the CPU when installed), torch or onnx;
-    ``threads``: the model's CPU threads; ``timeout``: seconds a body may take."""
+    ``threads``: the model's CPU threads; ``timeout``: seconds a body may take;
+    ``accept_all``: never answer "not a digit", whatever the model's reject threshold."""
     from ..predict import load_predictor
 
     predictor = load_predictor(run, device, backend=backend, threads=threads)
+    if accept_all:
+        predictor.reject_threshold = None
     info = _model_info(Path(run), predictor)
     page = files("mnistlab.serve.web").joinpath("static/index.html").read_text(encoding="utf-8")
     blank = np.zeros((1, 28, 28), np.uint8)
@@ -138,22 +143,30 @@ def create_app(
         return info
 
     @app.post("/api/predict", openapi_extra=_PREDICT_BODY)
-    async def predict(request: Request, input28: bool = True) -> JSONResponse:
+    async def predict(
+        request: Request, input28: bool = True, accept_all: bool = False
+    ) -> JSONResponse:
         """Classify one image (multipart field ``file``, or JSON ``{"image": data URL}``).
 
-        Returns the label, its confidence, all class probabilities and, unless
-        ``input28=false``, the 28x28 image the model saw as a PNG data URL.
+        Returns ``label`` and its ``confidence``, ``digit_score`` (0 to 1, higher =
+        more digit-like), ``not_digit``, ``best_guess`` (the top class), ``top3``, all
+        class ``probabilities`` and, unless ``input28=false``, the 28x28 image the model
+        saw as a PNG data URL. An image scored below the model's reject threshold is
+        ``"not_digit": true`` with ``label`` and ``confidence`` null (still a 200);
+        ``accept_all=true`` always answers a digit.
         Errors: 408 body too slow, 413 too large, 415 wrong type, 422 undecodable or blank.
         """
-        return await work(_predict_json, request, input28)
+        return await work(_predict_json, request, input28, accept_all)
 
     @app.post("/api/read", summary="Read a whole number (a row of digits)")
     async def read(request: Request) -> JSONResponse:
         """Read a row of digits: the same inputs as ``/api/predict``. Returns
         ``{"number": "90210", "confidence", "digits": [{"label", "confidence", "box"}]}``
         (the number a string, so leading zeros survive; boxes as x0, y0, x1, y1 in the
-        image's pixels). Errors: 408, 413, 415 as for ``/api/predict``; 422 undecodable,
-        blank or more than 32 digits."""
+        image's pixels), with ``text`` (the number as read, separators included),
+        ``separators``, ``skipped`` and ``problem`` where the number reader gives them.
+        Errors: 408, 413, 415 as for ``/api/predict``; 422 undecodable, blank or more
+        than 32 digits."""
         return await work(_read_json, request)
 
     return app
@@ -205,17 +218,26 @@ def _opened(data: bytes) -> Image.Image:
     return img
 
 
-def _predict_json(predictor, content_type: str, body: bytes, input28: bool) -> dict:
+def _predict_json(
+    predictor, content_type: str, body: bytes, input28: bool, accept_all: bool = False
+) -> dict:
     """``/api/predict``'s answer for ``body``; a ``MnistlabError`` (with its kind) for
     a body or image that cannot be used. Runs on the pool, never on the event loop."""
     digit = to_mnist(_opened(image_bytes(content_type, body)), "image")
-    probs = predictor.probs(digit[None])[0]  # finite, or a model_failure error
-    best = int(np.argmax(probs))
+    probs, scores, ok = predictor.judge(digit[None])  # finite, or a model_failure error
+    probs, names = probs[0], predictor.class_names  # (C,)
+    is_digit = accept_all or bool(ok[0])
+    order = np.argsort(-probs)[:3]
+    best = names[order[0]]
     out = {
-        "label": predictor.class_names[best],
-        "confidence": float(probs[best]),
+        "label": best if is_digit else None,
+        "confidence": float(probs[order[0]]) if is_digit else None,
+        "not_digit": not is_digit,
+        "digit_score": float(scores[0]),
+        "best_guess": best,
+        "top3": [{"label": names[i], "probability": float(probs[i])} for i in order],
         "probabilities": probs.tolist(),
-        "classes": predictor.class_names,
+        "classes": names,
     }
     if input28:
         out["input28"] = _png_data_url(digit)
@@ -249,6 +271,8 @@ def _model_info(run: Path, predictor) -> dict:
         "parameters": None,
         "test_accuracy": None,
         "backend": predictor.backend,
+        # digit scores below it are "not a digit"; None: every image is answered a digit
+        "reject_threshold": predictor.reject_threshold,
         "mnistlab_version": __version__,
     }
     if run.suffix != ".onnx":

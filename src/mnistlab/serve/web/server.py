@@ -32,6 +32,7 @@ class ServeSettings:
     timeout: float = 30.0  # seconds for a body to arrive, and for requests to finish at exit
     access_log: bool = False
     backend: str = "auto"
+    accept_all: bool = False  # never answer "not a digit"
 
 
 def _build(s: ServeSettings):
@@ -40,7 +41,9 @@ def _build(s: ServeSettings):
     _Deadlines.timeout = s.timeout
     # One model thread per worker: a request holds one digit (a number, at most 32), too
     # little to share out, and a second thread only spins, waiting; cores go to workers
-    return create_app(s.run, s.device, backend=s.backend, threads=1, timeout=s.timeout)
+    return create_app(
+        s.run, s.device, backend=s.backend, threads=1, timeout=s.timeout, accept_all=s.accept_all
+    )
 
 
 def app_from_env():

@@ -1,0 +1,64 @@
+"""A trained model says "not a digit": its threshold is fitted at calibration, travels
+with the checkpoint and the ONNX file, and rejects letters and scribbles, not digits."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mnistlab.data import load_split
+from mnistlab.data.outliers import VAL_FONTS, render_glyph, render_shape, to_mnist_frame
+from mnistlab.serve.predict import load_predictor
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_run):
+    return load_predictor(trained_run)
+
+
+def test_calibration_stores_a_threshold_fitted_on_validation_data(trained_run):
+    doc = json.loads((trained_run / "best.json").read_text())
+    threshold, record = doc["model"]["reject_threshold"], doc["calibration"]
+    assert 0.1 < threshold < 1 and record["reject_threshold"] == threshold
+    # at most 0.2% of the 5,000 validation digits fall below it (models/_reject.py)
+    assert record["val_digits_rejected"] <= 0.002
+    assert record["val_outliers"] == 5000 and record["val_outliers_rejected"] > 0.5
+
+
+def test_letters_and_scribbles_are_not_digits_and_digits_are(predictor, mnist_dir):
+    letters = [to_mnist_frame(render_glyph(c, VAL_FONTS[0])) for c in "AEFHKMNPRTWXYkmnrwx#@&?"]
+    rng = np.random.default_rng(7)
+    scribbles = [to_mnist_frame(render_shape("scribble", rng)) for _ in range(20)]
+    _, _, kept = predictor.judge(np.stack(letters + scribbles))
+    assert kept[: len(letters)].mean() < 0.3 and kept[len(letters) :].mean() < 0.3
+    x, y = load_split("mnist", "test", mnist_dir)
+    probs, scores, kept = predictor.judge(x[:2000, 0].numpy())
+    assert kept.mean() > 0.99  # 1 epoch, no augmentation: a weaker model than the default
+    assert np.array_equal(scores, probs.max(1))
+
+
+def test_the_threshold_travels_into_the_onnx_file(trained_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from mnistlab.runs.checkpoint import load_checkpoint
+    from mnistlab.serve.export import export_onnx
+
+    model, _ = load_checkpoint(trained_run, "cpu")
+    path = export_onnx(model, tmp_path / "model.onnx")
+    onnx_predictor = load_predictor(path)
+    assert onnx_predictor.reject_threshold == model.meta.reject_threshold is not None
+
+
+def test_a_broken_threshold_in_a_checkpoint_is_one_clear_error(trained_run, tmp_path):
+    import shutil
+
+    from mnistlab.errors import MnistlabError
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    doc = json.loads((run / "best.json").read_text())
+    doc["model"]["reject_threshold"] = 7
+    (run / "best.json").write_text(json.dumps(doc))
+    with pytest.raises(MnistlabError, match="reject_threshold must be a number from 0 to 1"):
+        load_predictor(run)
