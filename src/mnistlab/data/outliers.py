@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-__all__ = ["GLYPHS", "SHAPES", "outlier_images", "render_glyph", "to_mnist_frame"]
+__all__ = ["GLYPHS", "SHAPES", "outlier_images", "outlier_kinds", "render_glyph", "to_mnist_frame"]
 
 # what a person would never call a digit; lookalikes of digits left out (see above)
 LATIN = "ACDEFHJKLMNPRTUVWXYacdefhjkmnprtuvwxy"
@@ -271,17 +271,29 @@ def render_shape(kind: str, rng: np.random.Generator) -> np.ndarray:
 def outlier_images(split: str = "train") -> np.ndarray:
     """The ``split`` (``train`` or ``val``) outliers: uint8 ``(N, 28, 28)``, the same on
     every machine (seeded; fonts from matplotlib). Kept after the first call."""
+    return _made(split)[0]
+
+
+@functools.lru_cache(maxsize=2)
+def outlier_kinds(split: str = "train") -> np.ndarray:
+    """``(N,)`` strings, ``"glyph"`` or ``"shape"``: what each of ``outlier_images(split)``
+    is (made again to know: a few seconds; kept after the first call)."""
+    return _made(split)[1]
+
+
+def _made(split: str) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(SEEDS[split])
     fonts = TRAIN_FONTS if split == "train" else VAL_FONTS
-    out = []
+    out, kinds = [], []
     while len(out) < SIZES[split]:
         if rng.random() < GLYPH_SHARE:
             font = fonts[rng.integers(len(fonts))]
             chars = _covered(font)
-            ink = render_glyph(chars[rng.integers(len(chars))], font)
+            ink, kind = render_glyph(chars[rng.integers(len(chars))], font), "glyph"
         else:
-            ink = render_shape(SHAPES[rng.integers(len(SHAPES))], rng)
+            ink, kind = render_shape(SHAPES[rng.integers(len(SHAPES))], rng), "shape"
         frame = to_mnist_frame(ink)
         if frame is not None:
             out.append(frame)
-    return np.stack(out)
+            kinds.append(kind)
+    return np.stack(out), np.array(kinds)
