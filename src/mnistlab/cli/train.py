@@ -76,9 +76,10 @@ def train(
     """Train a model and write a run folder: config, metrics, checkpoints and curves.
 
     With no flags this is the default recipe: the `fast` network, Adam with a
-    one-cycle schedule, batch 256, label smoothing 0.1, 10 epochs with the handwriting
+    one-cycle schedule, batch 256, label smoothing 0.1, 11 epochs with the handwriting
     augmentations (affine2+thickness+ink+lowres), so that it reads people's own digits as well as
-    MNIST's (docs/handwriting.md). Ctrl-C stops after the current step and
+    MNIST's (docs/handwriting.md), and one image that is no digit per 8 digits, so that it
+    can answer "not a digit" (docs/trust.md). Ctrl-C stops after the current step and
     saves the state; `--resume RUN` continues exactly where it stopped.
 
     It runs unchanged under torchrun (or with `--nproc N`): each process trains on

@@ -76,7 +76,7 @@ VAL_FONTS = (
     "cmtt10.ttf",
     "cmmi10.ttf",
 )
-SIZES = {"train": 30_000, "val": 5_000}
+SIZES = {"train": 20_000, "val": 5_000}
 SEEDS = {"train": 1, "val": 2}
 GLYPH_SHARE = 0.6  # the rest are shapes
 RENDER = 64  # glyphs and shapes are drawn this big, then reduced to the 20 px box

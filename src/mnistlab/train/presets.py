@@ -12,9 +12,9 @@ from ..errors import UsageError
 __all__ = ["PRESETS", "get_preset"]
 
 _NO_SCHEDULE = {"schedule": "none"}
-# The tutorials trained on MNIST as it is; so do their presets and `fast`, whatever
-# augmentation the default recipe has
-_PLAIN = {"augment": "none"}
+# The tutorials trained on MNIST as it is; so do their presets, `fast` and `speedrun`,
+# whatever augmentation and outliers (for "not a digit") the default recipe has
+_PLAIN = {"augment": "none", "outliers": 0.0}
 # ... and with hard labels: the default recipe's label smoothing is ours, not theirs
 # (and MSE, seed 002's loss, takes none)
 _HARD_LABELS = {"label_smoothing": 0.0}
