@@ -66,6 +66,9 @@ def _digit(img: Image.Image) -> None:
 
 def _number(img: Image.Image) -> None:
     result = read_number(CLASSIFIER, img, "image")
+    if result.problem:  # a row it cannot read (two rows, sideways): said, nothing read
+        assert not (result.number or result.text or result.digits), result
+        return
     assert result.number and len(result.number) == len(result.digits)
 
 

@@ -31,6 +31,9 @@ def predict(
     tta: bool = typer.Option(
         False, "--tta", help="Test-time augmentation: average 7 shifted and turned views."
     ),
+    accept_all: bool = typer.Option(
+        False, "--accept-all", help='Always answer a digit, never "not a digit".'
+    ),
     device: str = INFERENCE_DEVICE,
 ) -> None:
     """Classify your own images of digits, preprocessed the way MNIST was made.
@@ -38,22 +41,26 @@ def predict(
     Works with any image Pillow reads: dark or light ink, transparent
     backgrounds, photos of paper. A file that cannot be read gets a one-line
     error and the others are still classified (the exit status is then 1).
+    An image whose digit score is below the model's reject threshold is
+    "not a digit" (an answer: the exit status stays 0); --accept-all forces a digit.
     Results are printed as they come; long lists show a progress bar on stderr.
     """
     from .._io import output_file
     from .._runtime import pick_device
-    from ..serve.predict import expand_inputs, iter_predictions, load_predictor, shown
+    from ..serve.predict import expand_inputs, iter_predictions, load_predictor
 
     sources = expand_inputs(images)
     if show is not None:
         show = output_file(show, (".png",), inputs=sources, option="show")
         _check_writable(show, "show")
     predictor = load_predictor(run, str(pick_device(device)) if device != "cpu" else "cpu", tta=tta)
+    if accept_all:  # every image a digit; the digit score is still worked out and shown
+        predictor.reject_threshold = None
     if number:
         _predict_numbers(predictor, sources, as_json, show)
         return
     err = Console(stderr=True, highlight=False, soft_wrap=True)
-    kept, n, failed = [], 0, 0  # kept: (source, label, confidence, digit), for --show only
+    kept, n, failed = [], 0, 0  # kept: (source, answer, digit), for --show only
     with _progress(err, len(sources)) as advance:
         for r in iter_predictions(predictor, sources):
             if as_json:  # the same text as json.dumps(list, indent=2), one item at a time
@@ -66,11 +73,10 @@ def predict(
                 failed += 1
                 err.print(f"[bold red]error:[/] {escape(r.error)}")
             elif not as_json:
-                top = ", ".join(f"{escape(shown(k))} {v:.1%}" for k, v in r.top3)
-                name, label = escape(shown(r.source)), escape(shown(r.label))
-                console.print(f"{name}: [bold]{label}[/] ({r.confidence:.1%})  top 3: {top}")
+                console.print(_answer_line(r))
             if show is not None and r.error is None:
-                kept.append((r.source, r.label, r.confidence, r.digit))
+                answer = f"{r.label} ({r.confidence:.0%})" if not r.not_digit else "not a digit"
+                kept.append((r.source, answer, r.digit))
     if as_json:
         sys.stdout.write("\n]\n" if n else "[]\n")
         sys.stdout.flush()
@@ -78,6 +84,26 @@ def predict(
         _write_show(predictor.name, kept, show)
     if failed:
         raise typer.Exit(1)
+
+
+def _answer_line(r) -> str:
+    """One result as printed: ``name: 7 (98.1%)  top 3: ...``, or ``name: not a digit
+    (digit score 3%; best guess 2)``."""
+    from ..serve.predict import shown
+
+    name = escape(shown(r.source))
+    if r.not_digit:
+        guess = escape(shown(r.best_guess))
+        return f"{name}: [bold]not a digit[/] (digit score {r.digit_score:.0%}; best guess {guess})"
+    top = ", ".join(f"{escape(shown(k))} {v:.1%}" for k, v in r.top3)
+    # the digit score is the top probability today (models/_reject.py): said only where
+    # it differs, or every line would print the same number twice
+    score = (
+        f"; digit score {r.digit_score:.1%}"
+        if f"{r.digit_score:.1%}" != f"{r.confidence:.1%}"
+        else ""
+    )
+    return f"{name}: [bold]{escape(shown(r.label))}[/] ({r.confidence:.1%}{score})  top 3: {top}"
 
 
 def _predict_numbers(predictor, sources: list[str], as_json: bool, show: Path | None) -> None:
@@ -101,12 +127,19 @@ def _predict_numbers(predictor, sources: list[str], as_json: bool, show: Path | 
         items.append({"file": src, **result.to_json()})
         if show is not None:
             drawn.append(draw_number(img, result))
-        if not as_json:
-            each = ", ".join(f"{escape(shown(d.label))} {d.confidence:.1%}" for d in result.digits)
+        if as_json:
+            continue
+        if result.problem:  # an answer, not an error: the exit status stays 0
             console.print(
-                f"{escape(shown(src))}: [bold]{escape(shown(result.number))}[/] "
-                f"({result.confidence:.1%})  digits: {each}"
+                f"{escape(shown(src))}: cannot read this row: {escape(shown(result.problem))}"
             )
+            continue
+        each = ", ".join(f"{escape(shown(d.label))} {d.confidence:.1%}" for d in result.digits)
+        skipped = f"  skipped: {len(result.skipped)} marks" if result.skipped else ""
+        console.print(
+            f"{escape(shown(src))}: [bold]{escape(shown(result.text))}[/] "
+            f"({result.confidence:.1%})  digits: {each}{skipped}"
+        )
     if as_json:
         sys.stdout.write(json.dumps(items, indent=2) + "\n")
     if show is not None and drawn:
@@ -190,16 +223,16 @@ def _write_show(name: str, kept: list, show: Path) -> None:
     from ..serve.preprocess import PreprocessError, for_display, open_image
 
     originals = []
-    for source, _, _, digit in kept:
+    for source, _, digit in kept:
         try:
             originals.append(
                 np.asarray(for_display(open_image(source))) if source != "-" else digit
             )
         except PreprocessError:  # changed since it was read: show what the model saw
             originals.append(digit)
-    titles = [f"{name}: {label} ({conf:.0%})" for _, label, conf, _ in kept]
+    titles = [f"{name}: {answer}" for _, answer, _ in kept]
     with _writing(show, "show"):
-        plot_pairs(originals, [k[3] for k in kept], titles, show)
+        plot_pairs(originals, [k[2] for k in kept], titles, show)
     console.print(f"wrote {escape(str(show))}")
 
 
@@ -249,6 +282,9 @@ def serve(
     backend: str = typer.Option(
         "auto", help="auto (ONNX Runtime on the CPU when installed), torch or onnx."
     ),
+    accept_all: bool = typer.Option(
+        False, "--accept-all", help='Always answer a digit, never "not a digit".'
+    ),
 ) -> None:
     """Serve the drawing page and the JSON API (POST /api/predict; docs at /docs).
 
@@ -268,7 +304,7 @@ def serve(
     if workers > 1 and device != "cpu":
         raise UsageError("--workers above 1 is for the CPU; one process drives a GPU best")
     sock = _bind(host, port)  # before anything is said: the port may be taken
-    settings = ServeSettings(str(run), device, workers, timeout, access_log, backend)
+    settings = ServeSettings(str(run), device, workers, timeout, access_log, backend, accept_all)
 
     def ready() -> None:
         many = f", {workers} workers" if workers > 1 else ""

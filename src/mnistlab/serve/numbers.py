@@ -1,28 +1,33 @@
-"""Read a whole number: a row of handwritten digits, left to right.
+"""Read a whole number: a row of handwritten digits, left to right, as it is written.
 
 ``read_number(predictor, image)`` finds the ink as ``to_mnist`` does (polarity,
-background, Otsu's threshold), then segments it into digits:
+background, Otsu's threshold), then segments it:
 
-1. the 8-connected components of the ink, specks dropped;
-2. parts of one digit merged: components one above the other that overlap in x by
-   half the narrower one's width (a 5's detached top stroke, a 4 broken in two);
-3. digits that touch split: a group much wider than a digit is cut at one of the
-   low points of its vertical ink profile, the cut the classifier is most
-   confident about on both sides, again on each side while it stays wide.
+1. the 8-connected components of the ink; marks under ``TINY`` of a digit's area are
+   noise, and so are small low marks that are no separator (specks);
+2. a row that is no row is said so (``problem``): two rows, or digits on their side;
+3. separators taken out by their geometry against the row (``separators.py``): dash,
+   point, comma, colon; points and commas are no longer dropped as specks;
+4. parts of one digit merged: components one above the other that overlap in x by
+   half the narrower one's width (a 5's detached top stroke, a 4 broken in two), and
+   flat pieces joined to a neighbour; a tall thin mark leaning far right is a slash;
+5. digits that touch split (``cutting.py``).
 
-Each digit, its own ink only, then goes through ``to_mnist`` and the model.
+Each digit, its own ink only, then goes through ``to_mnist`` and the model's ``judge``:
+marks it says are no digit are skipped (and listed). Spaces are wide gaps between
+groups (``separators.spaces``), and the text keeps separators and spaces.
 """
 
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .cutting import MAX_DIGITS, _box, _Count, _least_digits, _split, _tight, _too_many
+from .number_result import DigitRead, NumberResult, Separator, draw_number
 from .preprocess import (
     EIGHT,
     PreprocessError,
@@ -33,44 +38,24 @@ from .preprocess import (
     _quantile,
     _source,
     no_ink,
-    to_mnist,
 )
+from .separators import NOT_DIGITS, TINY, find_separators, is_slash, row_problem, written
 
-__all__ = ["MAX_DIGITS", "DigitRead", "NumberResult", "draw_number", "read_number", "segment"]
+__all__ = [
+    "MAX_DIGITS",
+    "DigitRead",
+    "NumberResult",
+    "Separator",
+    "draw_number",
+    "read_number",
+    "segment",
+]
 
-MAX_DIGITS = 32
 WORK_SIDE = 160  # the ink is segmented on the image reduced until its shorter side is this
 SPECK = 0.05  # components under this share of the median digit's area, and low, are noise
-WIDE = 1.15  # a group wider than this times its height may be digits that touch
-MAX_CUTS = 6  # candidate cuts tried per wide group
-MAX_DEPTH = 5  # cuts of a cut piece, at most: a group gives at most 2 ** (MAX_DEPTH + 1) digits
+BODY = 0.75  # marks this share of a digit's height are digits (or parts of one, or slashes)
 MAX_MARKS = 64 * MAX_DIGITS  # separate marks (specks dropped) an image of a number may have
 MAX_WORK = 4 * 4096 * WORK_SIDE  # pixels of the reduced image: 4x the web app's widest
-
-
-@dataclass
-class DigitRead:
-    label: str
-    confidence: float
-    box: tuple[int, int, int, int]  # x0, y0, x1, y1 in the original image's pixels
-    probabilities: list[float] = field(default_factory=list)
-
-
-@dataclass
-class NumberResult:
-    number: str  # a string: leading zeros survive
-    confidence: float  # the product of the digits' confidences
-    digits: list[DigitRead]
-
-    def to_json(self) -> dict:
-        return {
-            "number": self.number,
-            "confidence": self.confidence,
-            "digits": [
-                {"label": d.label, "confidence": d.confidence, "box": list(d.box)}
-                for d in self.digits
-            ],
-        }
 
 
 def _ink(img: Image.Image, name: str) -> tuple[np.ndarray, float]:
@@ -98,14 +83,6 @@ def _ink(img: Image.Image, name: str) -> tuple[np.ndarray, float]:
     return np.clip(r / top, 0, 1), float(f)
 
 
-def _too_many(name: str, count: int, at_least: bool = False) -> PreprocessError:
-    found = f"at least {count}" if at_least else f"{count}"
-    return PreprocessError(
-        f"{name}: {found} digits found, more than {MAX_DIGITS}; crop it to one number",
-        kind="too_many_digits",
-    )
-
-
 def _boxes(labels: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
     """Area, x0, x1, y0, y1 (stop exclusive) of components 1..n, each an (n,) array: one
     sort of the ink's pixels by label (``ndimage.find_objects`` makes a Python slice per
@@ -128,18 +105,37 @@ def _x_clusters(x0: np.ndarray, x1: np.ndarray) -> int:
     return 1 + int(np.count_nonzero(x0[order][1:] >= reach[:-1]))
 
 
+@dataclass
+class _Marks:
+    """What the ink holds: digit candidates left to right, each (y0, x0, its mask cut to
+    its box); separators, each (kind, (x0, y0, x1, y1)) on the reduced image; or why it
+    is no single row (then nothing else)."""
+
+    groups: list = field(default_factory=list)
+    separators: list = field(default_factory=list)
+    problem: str | None = None
+
+
 def _groups(mask: np.ndarray, name: str) -> list[tuple[int, int, np.ndarray]]:
-    """Digit candidates left to right, each (y0, x0, its mask cut to its box): components
-    with specks dropped and the parts of one digit merged. Cutting only adds digits, so
-    an image that must end with more than ``MAX_DIGITS`` groups is refused here, first
-    from a bound counted on arrays (before any loop over components), then exactly."""
+    """The digit candidates of ``_marks``."""
+    return _marks(mask, name).groups
+
+
+def _marks(mask: np.ndarray, name: str) -> _Marks:
+    """Digit candidates: components with specks dropped, separators taken out (see
+    ``separators.py``), the parts of one digit merged. Cutting only adds digits, so an
+    image that must end with more than ``MAX_DIGITS`` groups is refused here, first from
+    a bound counted on arrays (before any loop over components), then exactly."""
     labels, n = ndimage.label(mask, structure=EIGHT)
     if n == 0:
-        return []
+        return _Marks()
     areas, bx0, bx1, by0, by1 = _boxes(labels, n)
     heights = by1 - by0
-    big = areas >= SPECK * np.median(areas[areas >= 0.2 * areas.max()])
-    keep = np.flatnonzero(big | (heights >= 0.5 * np.median(heights[big])))
+    ref = np.median(areas[areas >= 0.2 * areas.max()])  # a digit's area
+    big = areas >= SPECK * ref
+    digit_h = float(np.median(heights[big]))
+    tall = heights >= 0.5 * digit_h
+    keep = np.flatnonzero(big | tall)
     # every merge below needs an overlap in x, and the flat-piece merge keeps at least
     # half the groups (those at least the median height): more than twice MAX_DIGITS
     # runs of overlapping components can never come under the limit
@@ -152,6 +148,24 @@ def _groups(mask: np.ndarray, name: str) -> list[tuple[int, int, np.ndarray]]:
             f"{MAX_DIGITS} digits; crop it to one number",
             kind="too_many_digits",
         )
+    body = np.flatnonzero(big & (heights >= BODY * digit_h))  # digit-sized marks
+    row_h = float(np.median(heights[body]))  # a digit's height (specks and pieces aside)
+    problem = row_problem(bx0[body], bx1[body], by0[body], by1[body])
+    if problem:
+        return _Marks(problem=problem)
+    # points and commas are small and low: kept here, where today's specks were dropped
+    # smaller than a digit, against the upper quartile here: a digit in pieces or a comma
+    # must not pull the median down to their own size
+    sized = big & (heights >= BODY * np.percentile(heights[big], 75))
+    small = np.flatnonzero(~sized & (areas >= TINY * ref))
+    cover = np.flatnonzero(big & tall)
+    found = find_separators((areas, bx0, bx1, by0, by1), small, cover, mask.shape[1])
+    seps = [
+        (kind, (int(bx0[i].min()), int(by0[i].min()), int(bx1[i].max()), int(by1[i].max())))
+        for kind, i in ((kind, np.array(ids)) for kind, ids in found)
+    ]
+    if found:
+        keep = np.setdiff1d(keep, np.array([i for _, ids in found for i in ids], np.intp))
     keep = keep[np.argsort(bx0[keep], kind="stable")]  # left to right
     # [x0, x1, y0, y1, ids] per component
     boxes = (a[keep].tolist() for a in (bx0, bx1, by0, by1))
@@ -165,29 +179,52 @@ def _groups(mask: np.ndarray, name: str) -> list[tuple[int, int, np.ndarray]]:
             # parts of one digit lie one above the other (a 5's top stroke, a broken 4);
             # neighbours side by side, even slanted into each other's columns, do not
             stacked = down <= 0.5 * min(m[3] - m[2], y1 - y0)
-            if across >= 0.5 * min(m[1] - m[0], x1 - x0) and stacked:
+            # a slanted 1 broken in two: short halves, one above the other, barely
+            # overlapping in x, together no taller or wider than a 1
+            halves = (
+                down <= 0
+                and across >= -0.1 * row_h
+                and max(m[3] - m[2], y1 - y0) < BODY * row_h
+                and max(m[3], y1) - min(m[2], y0) <= 1.3 * row_h
+                and max(m[1], x1) - min(m[0], x0) <= 0.6 * row_h
+            )
+            if (across >= 0.5 * min(m[1] - m[0], x1 - x0) and stacked) or halves:
                 m[:4] = min(m[0], x0), max(m[1], x1), min(m[2], y0), max(m[3], y1)
                 m[4].append(i)
                 continue
         merged.append([x0, x1, y0, y1, [i]])
-    merged = _join_flat(merged)
-    if len(merged) > MAX_DIGITS:
-        raise _too_many(name, len(merged))
+    if not merged:
+        return _Marks(separators=seps)
+    merged = _join_flat(merged, row_h)
+    if len(merged) > 2 * MAX_DIGITS:  # bounds the slash test: digits and slashes between
+        raise _too_many(name, len(merged) // 2, at_least=True)
+    height = float(np.median([m[3] - m[2] for m in merged]))
     group = np.zeros(n + 1, np.intp)  # label -> its group (1..), one pass for all groups
     for g, m in enumerate(merged):
         group[m[4]] = g + 1
-    return [
+    pieces = [
         _tight(y0, x0, group[labels[y0:y1, x0:x1]] == g + 1)
         for g, (x0, x1, y0, y1, _) in enumerate(merged)
     ]
+    digits = []
+    for p in pieces:
+        if len(merged) > 1 and is_slash(p[2], height):
+            seps.append(("slash", _box(p)))
+        else:
+            digits.append(p)
+    if len(digits) > MAX_DIGITS:
+        raise _too_many(name, len(digits))
+    return _Marks(digits, seps)
 
 
-def _join_flat(merged: list[list]) -> list[list]:
+def _join_flat(merged: list[list], row_h: float = 0.0) -> list[list]:
     """A flat piece (a 5's top bar, a 7's crossbar drawn apart) is no digit: it joins the
     neighbour it overlaps most in x, or the nearer one (the left one on a tie). One pass
     left to right: a join only grows a neighbour, so what lies left of a flat piece stays
     tall, and the first flat piece left is never before it."""
-    tall = np.median([m[3] - m[2] for m in merged])
+    # the median group, or the median digit-sized mark where that is taller: with two
+    # groups, a 5's body and its bar, the median is halfway down to the bar
+    tall = max(np.median([m[3] - m[2] for m in merged]), row_h)
     out: list[list] = []
     for k, m in enumerate(merged):
         if len(out) + len(merged) - k <= 1 or m[3] - m[2] >= 0.45 * tall:
@@ -200,109 +237,15 @@ def _join_flat(merged: list[list]) -> list[list]:
     return out
 
 
-def _tight(y0: int, x0: int, mask: np.ndarray) -> tuple[int, int, np.ndarray]:
-    """(y0, x0, mask) cut to the mask's ink (at least one pixel)."""
-    rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
-    r0, c0 = int(rows[0]), int(cols[0])
-    return y0 + r0, x0 + c0, mask[r0 : rows[-1] + 1, c0 : cols[-1] + 1]
-
-
-def _box(piece: tuple[int, int, np.ndarray]) -> tuple[int, int, int, int]:
-    y0, x0, m = piece
-    return x0, y0, x0 + m.shape[1], y0 + m.shape[0]
-
-
-def _least_digits(piece: tuple[int, int, np.ndarray], height: float) -> int:
-    """The fewest digits ``piece`` can hold: its ink columns / 1.5 ``height``, since no
-    digit is wider than that (``_split`` leaves a piece whole only then, and its pieces'
-    columns do not overlap). A wider piece could be kept whole only by the cap on cuts
-    (``MAX_DEPTH``), which would read several digits as one."""
-    x0, _, x1, _ = _box(piece)
-    if x1 - x0 <= WIDE * height:
-        return 1
-    return max(1, math.ceil(np.count_nonzero(piece[2].any(0)) / (1.5 * height)))
-
-
-class _Count:
-    """Digits found so far, every group counted as one until it is cut: a cut that takes
-    the count past ``MAX_DIGITS`` refuses the image at once, which bounds the cutting
-    (and the classifier's work) for any image, a few kB of wavy lines included. It also
-    keeps each piece's 28x28 digit, drawn once, and holds the reading to ``cpu_budget``
-    seconds of this thread's CPU, when one is given (the server's bound per request)."""
-
-    def __init__(self, groups: int, name: str, cpu_budget: float | None = None) -> None:
-        self.digits, self.name = groups, name
-        self.drawn: dict[int, tuple] = {}  # id(piece) -> (piece, its digit)
-        self.deadline = None if cpu_budget is None else time.thread_time() + cpu_budget
-        self.budget = cpu_budget
-
-    def one_more(self) -> None:
-        self.digits += 1
-        if self.digits > MAX_DIGITS:
-            raise _too_many(self.name, self.digits)
-
-    def digit(self, ink: np.ndarray, piece: tuple[int, int, np.ndarray]) -> np.ndarray:
-        """The (28, 28) MNIST digit of the ink under the piece's mask alone."""
-        if id(piece) in self.drawn:
-            return self.drawn[id(piece)][1]
-        if self.deadline is not None and time.thread_time() > self.deadline:
-            raise PreprocessError(
-                f"{self.name}: reading it as a number took over {self.budget:g} s of CPU "
-                f"({self.digits} digits so far); crop it to the number",
-                kind="too_complex",
-            )
-        x0, y0, x1, y1 = _box(piece)
-        cut = np.where(piece[2], ink[y0:y1, x0:x1], 0).astype(np.float32)
-        digit = to_mnist(Image.fromarray(np.pad(cut, 4), "F"), self.name)
-        self.drawn[id(piece)] = piece, digit  # the piece kept alive, so its id stays its own
-        return digit
-
-
-def _split(predictor, ink, piece, height: float, count: _Count, depth: int = 0) -> list:
-    """``piece`` as one digit, or cut in two where the classifier is surest of both sides
-    (and each side again while it stays wide). All on the piece's box, not the image."""
-    x0, y0, x1, y1 = _box(piece)
-    mask = piece[2]
-    w = x1 - x0
-    if w <= WIDE * height or depth > MAX_DEPTH:
-        return [piece]
-    columns = (ink[y0:y1, x0:x1] * mask).sum(0).astype(np.float64)
-    profile = ndimage.uniform_filter1d(columns, 3)
-    lo, hi = max(1, int(0.25 * w)), min(w - 1, int(0.75 * w))
-    order = np.argsort(profile[lo:hi])[: MAX_CUTS * 3] + lo
-    cuts: list[int] = []
-    for c in order:  # the lowest points, a few pixels apart
-        if all(abs(c - d) > 2 for d in cuts):
-            cuts.append(int(c))
-        if len(cuts) == MAX_CUTS:
-            break
-    best, best_score = None, -1.0
-    for c in cuts:
-        left, right = mask[:, :c], mask[:, c:]
-        if not left.any() or not right.any():
-            continue
-        sides = (_tight(y0, x0, left), _tight(y0, x0 + c, right))
-        digits = np.stack([count.digit(ink, s) for s in sides])
-        score = float(predictor.probs(digits).max(1).min())
-        if score > best_score:
-            best, best_score = sides, score
-    if best is None:
-        return [piece]
-    whole = float(predictor.probs(count.digit(ink, piece)[None]).max())
-    if whole >= best_score and w <= 1.5 * height:  # one wide digit after all
-        return [piece]
-    count.one_more()
-    return [
-        part for side in best for part in _split(predictor, ink, side, height, count, depth + 1)
-    ]
-
-
 def _pieces(predictor, img: Image.Image, name: str, cpu_budget: float | None = None):
-    """(the digits' pieces left to right, the ink, its reduction factor, the _Count that
-    holds each piece's 28x28 digit)."""
+    """(the digits' pieces left to right, the ink's marks (separators, problem), the ink,
+    its reduction factor, the _Count that holds each piece's 28x28 digit)."""
     ink, f = _ink(img, name)
     mask = ink > _otsu(ink)
-    groups = _groups(mask, name)
+    marks = _marks(mask, name)
+    if marks.problem or (marks.separators and not marks.groups):
+        return [], marks, ink, f, None
+    groups = marks.groups
     if not groups:
         raise no_ink(img, name)
     height = float(np.median([g[2].shape[0] for g in groups]))
@@ -313,13 +256,13 @@ def _pieces(predictor, img: Image.Image, name: str, cpu_budget: float | None = N
         raise _too_many(name, least, at_least=True)
     count = _Count(len(groups), name, cpu_budget)
     pieces = [p for g in groups for p in _split(predictor, ink, g, height, count)]
-    return pieces, ink, f, count
+    return pieces, marks, ink, f, count
 
 
 def segment(predictor, img: Image.Image, name: str = "image") -> tuple[list, np.ndarray, float]:
     """(digit masks left to right, each the size of the ink, the ink they are masks of,
     its reduction factor)."""
-    pieces, ink, f, _ = _pieces(predictor, img, name)
+    pieces, _, ink, f, _ = _pieces(predictor, img, name)
     masks = []
     for y0, x0, m in pieces:
         full = np.zeros(ink.shape, bool)
@@ -328,39 +271,51 @@ def segment(predictor, img: Image.Image, name: str = "image") -> tuple[list, np.
     return masks, ink, f
 
 
+def _judge(predictor, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``predictor.judge``: (probs, digit scores, is a digit); a stand-in with ``probs``
+    alone counts everything as a digit."""
+    if hasattr(predictor, "judge"):
+        return predictor.judge(digits)
+    probs = predictor.probs(digits)
+    return probs, probs.max(1), np.ones(len(probs), bool)
+
+
 def read_number(
     predictor, img: Image.Image, name: str = "image", cpu_budget: float | None = None
 ) -> NumberResult:
     """The number written in ``img`` (a row of digits): each digit's label, confidence and
-    box, and the number as a string. ``predictor``: ``serve.predict.load_predictor(run)``.
-    ``cpu_budget``: seconds of this thread's CPU the segmentation may take before the
-    image is refused (``kind="too_complex"``); None for no limit."""
-    pieces, ink, f, count = _pieces(predictor, img, name, cpu_budget)
-    probs = predictor.probs(np.stack([count.digit(ink, m) for m in pieces]))
-    digits = []
-    for m, p in zip(pieces, probs, strict=True):
+    box, the separators and spaces between them (``text``), marks that are neither
+    (``skipped``), or why the row cannot be read (``problem``).
+    ``predictor``: ``serve.predict.load_predictor(run)``. ``cpu_budget``: seconds of this
+    thread's CPU the segmentation may take before the image is refused
+    (``kind="too_complex"``); None for no limit."""
+    pieces, marks, ink, f, count = _pieces(predictor, img, name, cpu_budget)
+
+    def scaled(box) -> tuple[int, int, int, int]:
+        x0, y0, x1, y1 = box
+        return int(x0 * f), int(y0 * f), int(min(img.width, x1 * f)), int(min(img.height, y1 * f))
+
+    if marks.problem:
+        return NumberResult("", 0.0, [], "", problem=marks.problem)
+    seps = [Separator(kind, scaled(box)) for kind, box in marks.separators]
+    if not pieces:  # separators alone
+        return NumberResult("", 0.0, [], "", seps, problem=NOT_DIGITS)
+    probs, scores, ok = _judge(predictor, np.stack([count.digit(ink, m) for m in pieces]))
+    digits, skipped = [], []
+    items = []  # (box on the reduced image, text, is a digit) of every mark
+    for m, p, score, is_digit in zip(pieces, probs, scores, ok, strict=True):
         k = int(np.argmax(p))
-        x0, y0, x1, y1 = _box(m)
-        box = (int(x0 * f), int(y0 * f), int(min(img.width, x1 * f)), int(min(img.height, y1 * f)))
-        digits.append(DigitRead(predictor.class_names[k], float(p[k]), box, p.tolist()))
+        if not is_digit:
+            skipped.append(scaled(_box(m)))
+            items.append((_box(m), "", False))
+            continue
+        label = predictor.class_names[k]
+        digits.append(DigitRead(label, float(p[k]), scaled(_box(m)), p.tolist(), float(score)))
+        items.append((_box(m), label, True))
+    items += [(box, Separator(kind, box).text, False) for kind, box in marks.separators]
+    text = written(items, float(np.median([p[2].shape[0] for p in pieces])))
     number = "".join(d.label for d in digits)
+    if not digits or 2 * len(skipped) > len(pieces) + len(seps):
+        return NumberResult("", 0.0, [], "", seps, skipped, NOT_DIGITS)  # digits: none read
     confidence = float(np.prod([d.confidence for d in digits]))
-    return NumberResult(number, confidence, digits)
-
-
-def draw_number(img: Image.Image, result: NumberResult, width: int = 800) -> Image.Image:
-    """``img`` (shown as RGB, at most ``width`` wide) with each digit's box and label."""
-    from PIL import ImageDraw
-
-    from .preprocess import for_display
-
-    shown = for_display(img)
-    k = min(1.0, width / shown.width)
-    if k < 1:
-        shown = shown.resize((round(shown.width * k), max(1, round(shown.height * k))))
-    draw = ImageDraw.Draw(shown)
-    for d in result.digits:
-        x0, y0, x1, y1 = (round(v * k) for v in d.box)
-        draw.rectangle((x0, y0, x1, y1), outline=(220, 30, 30), width=2)
-        draw.text((x0 + 2, max(0, y0 - 12)), f"{d.label} {d.confidence:.0%}", fill=(220, 30, 30))
-    return shown
+    return NumberResult(number, confidence, digits, text, seps, skipped)
