@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default="experiments/reject_step_cost.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)  # 1: two busy cores oversubscribed mislead less
     data = load_data("mnist", None, "cpu", 5000, 0)
@@ -35,7 +36,7 @@ def main() -> None:
     built = {}
     for name, cfg in recipes.items():
         loader = make_train_loader(cfg, *data.train, 0.1307, 0.3081)
-        model, opt, sched, loss_fn = build_training(
+        model, opt, _sched, loss_fn = build_training(
             cfg, 0.1307, 0.3081, list("0123456789"), len(loader), torch.device("cpu")
         )
         built[name] = (loader, model, opt, loss_fn, cfg)
@@ -59,6 +60,12 @@ def main() -> None:
         "outliers_made_seconds": made,
         "threads": torch.get_num_threads(),
     }
+    from pathlib import Path
+
+    from reject_training import cpu_name
+
+    out["cpu"] = cpu_name()
+    Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
 
 
