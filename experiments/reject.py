@@ -63,7 +63,10 @@ def main() -> None:
     val_x, val_y = val_x[:, 0].numpy(), val_y.numpy()
     outliers = outlier_images("val")
     noise = noise_images()
-    real = {s.name: (np.stack([to_mnist(im) for im in s.images]), s.labels) for s in realworld_sets("dev", n=300)}
+    real = {
+        s.name: (np.stack([to_mnist(im) for im in s.images]), s.labels)
+        for s in realworld_sets("dev", n=300)
+    }
     results = {}
     for run in args.runs:
         model, _ = load_checkpoint(run, "cpu")
@@ -77,13 +80,17 @@ def main() -> None:
             row[key] = {
                 "auroc_outliers": auroc(d[key], o[key]),
                 "auroc_noise": auroc(d[key], nz[key]),
-                "auroc_real_vs_outliers": auroc(np.concatenate([s[key] for s, _ in rw.values()]), o[key]),
+                "auroc_real_vs_outliers": auroc(
+                    np.concatenate([s[key] for s, _ in rw.values()]), o[key]
+                ),
                 "at": {
                     f"{q:.1%} of val digits": {
                         "threshold": t,
                         "outliers_caught": float((o[key] < t).mean()),
                         "noise_caught": float((nz[key] < t).mean()),
-                        "real_rejected": {k: float((s[key] < t).mean()) for k, (s, _) in rw.items()},
+                        "real_rejected": {
+                            k: float((s[key] < t).mean()) for k, (s, _) in rw.items()
+                        },
                     }
                     for q, t in cut.items()
                 },
