@@ -70,7 +70,14 @@ def choice_section() -> list[str]:
     doc = json.loads(path.read_text())
     out += [
         "From `experiments/reject.json` (validation data only: MNIST validation digits, "
-        "validation outliers, noise, real-world dev sets).",
+        "validation outliers, noise, real-world dev sets). `runs/base`: the recipe before "
+        "(10 epochs, no outliers, seed 0); `runs/oe`: the same with outlier exposure (one "
+        "outlier per 8 digits, weight 0.5; an earlier draw of 30,000 outliers). Outlier "
+        "exposure is what matters: the AUROC against unseen-font outliers goes from 0.94 to "
+        "0.99 and the share caught at 0.2% of validation digits rejected from 16% to 76%. "
+        "The two scores are then alike (MSP 0.9935, energy 0.9931); the maximum softmax "
+        "probability is kept: it is already in [0, 1], it is the confidence users see, and "
+        "it needs no scale of its own. An explicit 11th class was not tried.",
         "",
         "| run | score | AUROC val outliers | AUROC noise | AUROC real dev vs outliers |",
         "|---|---|---:|---:|---:|",
