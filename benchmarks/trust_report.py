@@ -154,6 +154,12 @@ def training_section() -> list[str]:
             f"the 20,000 training outliers takes {c['outliers_made_seconds']:.1f} s once per "
             "run, before the first epoch (not counted in the training time).",
         ]
+    out += [
+        "",
+        "Open: under torchrun, two ranks training with outliers do not yet end with one "
+        "process's weights to 1e-5 (they do without outliers; tests/test_distributed.py "
+        "trains without them until this is understood).",
+    ]
     return [*out, ""]
 
 
