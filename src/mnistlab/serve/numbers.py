@@ -31,13 +31,12 @@ from .number_result import DigitRead, NumberResult, Separator, draw_number
 from .preprocess import (
     EIGHT,
     PreprocessError,
-    _border,
     _brightest,
     _levels,
     _otsu,
-    _quantile,
     _source,
     no_ink,
+    paper_level,
 )
 from .separators import NOT_DIGITS, TINY, find_separators, is_slash, row_problem, written
 
@@ -71,12 +70,10 @@ def _ink(img: Image.Image, name: str) -> tuple[np.ndarray, float]:
             kind="too_large",
         )
     small = src.reduce(f) if f > 1 else src
-    g = _levels(small, unit, False)
-    border = np.sort(_border(g))
-    bg = _quantile(border, 0.5)
-    if bg + _brightest(-g) > _brightest(g) - bg:  # dark ink on light paper
-        g, bg = _levels(small, unit, True), 1 - bg
-    r = np.clip(g - bg, 0, None)
+    # the polarity and the paper as to_mnist finds them: bold digits filling the row's
+    # height put their strokes on the border, which then is not the paper
+    dark, bg = paper_level(_levels(small, unit, False))
+    r = np.clip(_levels(small, unit, dark) - bg, 0, None)
     top = _brightest(r)
     if top < 0.08:
         raise no_ink(img, name, "the image is blank")

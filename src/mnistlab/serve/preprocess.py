@@ -15,7 +15,8 @@ scores 99% on MNIST misreads people's own digits. ``to_mnist`` does, in order:
    share, so a digit covering 1% of a page counts), a background to subtract (one
    level, or where the border is uneven, a grey-level opening that follows the
    light), how strong the ink is and whether it stands out from the paper's
-   noise, Otsu's threshold, and the ink's box with small specks ignored;
+   noise, Otsu's threshold, and the ink's box with small specks ignored (the
+   polarity and the paper where a digit fills its frame: ``ink``);
 4. *cut the crop* from the full image again, at most ``RENDER_SIDE`` (4x MNIST's
    20 px box) big, normalised the same way (half ink stays where it is, so strokes
    keep their width), and stretch it so its strongest strokes are full ink (a
@@ -24,8 +25,10 @@ scores 99% on MNIST misreads people's own digits. ``to_mnist`` does, in order:
    soften a binary image's edges so they are anti-aliased like MNIST's;
 6. MNIST geometry: 20x20 box, aspect kept, centre of mass to (14, 14).
 
-A digit filling its frame edge to edge has ink on the border, so the background
-level is the lower of the border's and the image's medians. The image operations
+A bold digit filling its frame edge to edge (a scan normalised to its box, a digit
+cropped to its ink) has its strokes on the border: there the corners give the polarity
+and the paper is the border less the ink (``ink._paper``), so such a digit is read,
+not called blank. The image operations
 are scipy.ndimage's: one library, already a dependency, with the labels (8-connected
 components), distance transform and grey-level morphology this needs, in C
 (scikit-image would do but stays an optional extra); Pillow resamples. Finding the
@@ -43,6 +46,7 @@ from PIL import Image
 from scipy import ndimage
 
 from .decode import MAX_PIXELS, PreprocessError, no_ink, open_image
+from .ink import NOISE_FACTOR, _border, _brightest, _dark_ink, _paper, _quantile, paper_level
 from .strokes import CORRECT_SIDE, fit_strokes, full_ink
 
 __all__ = [
@@ -52,14 +56,14 @@ __all__ = [
     "load_digit",
     "no_ink",
     "open_image",
+    "paper_level",
     "to_mnist",
 ]
 
 FIND_SIDE = 128  # the ink is found on the image reduced to at most this
 RENDER_SIDE = CORRECT_SIDE  # the crop is cut at most this big: 4x the 20 px box
 SPECK_FRACTION = 0.05  # components smaller than this share of the largest are noise
-MIN_CONTRAST = 0.08  # the ink must stand out from the paper by this (of full scale) ...
-NOISE_FACTOR = 5.0  # ... and by this many times the paper's noise
+MIN_CONTRAST = 0.08  # the ink must stand out from the paper by this (of full scale)
 BINARY_BLUR = 0.5  # a binary image's edges are blurred by this (Gaussian sigma, 28x28 px)
 LIGHT_GRID = (32, 8)  # a photo's light: an opening 8 wide on the image reduced to 32
 EIGHT = np.ones((3, 3), dtype=bool)  # 8-connectivity: diagonal neighbours touch
@@ -151,19 +155,6 @@ def _levels(im: Image.Image, unit: float, dark: bool) -> np.ndarray:
     return a.astype(np.float32) / np.float32(unit)
 
 
-def _brightest(g: np.ndarray) -> float:
-    """The brightest level two neighbouring pixels share: a lone hot pixel is not ink."""
-    pairs = [np.minimum(g[:, 1:], g[:, :-1]), np.minimum(g[1:], g[:-1])]
-    found = [float(p.max()) for p in pairs if p.size]
-    return max(found) if found else float(g.max())
-
-
-def _border(g: np.ndarray) -> np.ndarray:
-    h, w = g.shape
-    k = max(1, round(0.05 * min(h, w)))
-    return np.concatenate([g[:k].ravel(), g[-k:].ravel(), g[:, :k].ravel(), g[:, -k:].ravel()])
-
-
 _EDGES = np.linspace(0.0, 1.0, 257)  # Otsu's 256 bins over [0, 1]
 _CENTRES = (_EDGES[:-1] + _EDGES[1:]) / 2
 
@@ -215,10 +206,6 @@ def _trim(ink: np.ndarray) -> np.ndarray:
     return ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
-def _quantile(ordered: np.ndarray, q: float) -> float:
-    return float(ordered[round(q * (len(ordered) - 1))])
-
-
 def _background(g: np.ndarray, border: np.ndarray) -> float | Image.Image:
     """The background to subtract (``border``: the border's levels, sorted). Where the
     border is even (a drawing, a scan) one level; where it varies (a photo: grey paper,
@@ -245,28 +232,34 @@ def _light_at(light: float | Image.Image, size, box, full) -> float | np.ndarray
     return np.asarray(light.resize(size, Image.BILINEAR, box=b), dtype=np.float32)
 
 
+def _stands_out(g: np.ndarray, size) -> tuple[float | Image.Image, np.ndarray, float] | None:
+    """The background (see ``_background``), ``g`` (levels, the ink bright) less it, and the
+    ink's strength; None where nothing stands out from the paper and its noise."""
+    filled = _paper(g)
+    if filled:  # a digit filling its frame: the paper's level, its noise
+        light, noise = filled
+        r = g - light
+    else:
+        border = np.sort(_border(g))
+        light = _background(g, border)
+        r = g - _light_at(light, size, (0, 0, *size), size)
+        # the paper's noise, from the side of the border's median that has no ink
+        rb = border - light if isinstance(light, float) else np.sort(_border(r))
+        noise = _quantile(rb, 0.5) - _quantile(rb, 0.16)
+    top = _brightest(r)
+    return (light, r, top) if top >= max(MIN_CONTRAST, NOISE_FACTOR * noise) else None
+
+
 def to_mnist(img: Image.Image, name: str = "image") -> np.ndarray:
     """A uint8 (28, 28) MNIST-style digit (white on black, centred) from any image."""
     src, unit, binary = _source(img, name)
     f = -(-max(src.size) // FIND_SIDE)  # find the ink on a reduction by f (1: none)
     small = src.reduce(f) if f > 1 else src
-    g = _levels(small, unit, False)
-    border = np.sort(_border(g))
-    bg = _quantile(border, 0.5)
-    dark = bg + _brightest(-g) > _brightest(g) - bg  # the darker side lies further: dark ink
-    if dark:  # white on black, exactly (255 - level) for 8-bit images
-        g, border = _levels(small, unit, True), 1 - border[::-1]
-    light = _background(g, border)
-    if isinstance(light, float):
-        r, rb = g - light, border - light
-    else:
-        r = g - _light_at(light, small.size, (0, 0, *small.size), small.size)
-        rb = np.sort(_border(r))
-    # the paper's noise, from the side of the border's median that has no ink
-    noise = _quantile(rb, 0.5) - _quantile(rb, 0.16)
-    top = _brightest(r)
-    if top < max(MIN_CONTRAST, NOISE_FACTOR * noise):  # nothing stands out from the paper
+    dark = _dark_ink(_levels(small, unit, False))
+    found = _stands_out(_levels(small, unit, dark), small.size)
+    if found is None:
         raise no_ink(img, name, "the image is blank or has no contrast")
+    light, r, top = found
     g = np.clip(r / top, 0, 1)
     t = _otsu(g)
     box = _ink_box(g > t)
