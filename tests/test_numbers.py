@@ -85,6 +85,30 @@ def test_a_single_digit_is_a_one_digit_number(predictor, digits):
     assert result.number == "5" and len(result.digits) == 1
 
 
+@pytest.mark.slow
+def test_a_lone_flat_digit_read_surely_stays_one_digit(predictor, digits):
+    """MNIST fits a digit's longer side to its box, so a flat 2 or 7 is up to twice as
+    wide as tall: drawn alone, where the model reads it whole at 99.9% or more, it is
+    one digit, not cut in two."""
+    from mnistlab.serve.preprocess import to_mnist
+
+    x, y = digits
+    checked = 0
+    for i, d in enumerate(x):
+        rows, cols = np.flatnonzero(d.max(1) > 30), np.flatnonzero(d.max(0) > 30)
+        wide = (cols[-1] - cols[0] + 1) / (rows[-1] - rows[0] + 1)
+        if not 1.55 <= wide <= 1.95:  # 1 in 300 of MNIST test
+            continue
+        img = _row([_trimmed(d)], gap=0)
+        probs = predictor.probs(to_mnist(img)[None])[0]
+        if probs.max() < 0.999 or probs.argmax() != y[i]:
+            continue
+        result = read_number(predictor, img)
+        assert result.number == str(y[i]), (i, result.number)
+        checked += 1
+    assert checked  # flat digits the model is sure of were found and read
+
+
 def test_a_blank_image_is_no_ink(predictor):
     with pytest.raises(PreprocessError) as e:
         read_number(predictor, Image.new("L", (200, 80), 255))
