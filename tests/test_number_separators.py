@@ -251,3 +251,11 @@ def test_score_rows_scores_against_the_written_text(predictor, mnist):
     assert set(scores) == set(formats)
     for s in scores.values():  # a whole text right has its separators right too
         assert s["rows"] == 4 and 0 <= s["exact"] <= s["layout"] <= 1 and s["digits"] >= 0.8
+    # the ceiling counts rows whose digits the model reads right alone: with the 3s
+    # labelled 1 (and the 1s left out), no row holding a 1 is within it
+    labels = y.numpy().copy()
+    labels[labels == 1], labels[labels == 3] = 10, 1
+    wrong = score_rows(predictor, 8, x[:, 0].numpy(), labels, seed=0, formats={"p": "11"})
+    assert wrong["p"]["ceiling"] == 0.0
+    right = score_rows(predictor, 8, x[:, 0].numpy(), labels, seed=0, formats={"p": "00"})
+    assert right["p"]["ceiling"] >= 0.75  # the session model misreads few 0s

@@ -58,21 +58,23 @@ def by_label(digits: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     return {str(k): digits[labels == k] for k in range(10) if (labels == k).any()}
 
 
-def _digit(pool: np.ndarray, h: float, rng) -> tuple[np.ndarray, tuple[int, int, int]]:
+def _digit(pool: np.ndarray, h: float, rng) -> tuple[np.ndarray, tuple[int, int, int], int]:
     """One digit of ``pool`` cropped to its ink, scaled by ``h / 20`` (float 0..1): MNIST
     fits each digit's longer side to 20 px, so a tall digit becomes ``h`` high and a wide
     one (a flat 2) ``h`` wide, as they stand beside each other in MNIST. And the faint
     margins (left, right, bottom) outside its ink at half strength: the gaps are laid out
     between the ink a reader sees, the faint edges (a fifth of the height, at times)
-    drawn too."""
-    d = pool[int(rng.integers(len(pool)))]
+    drawn too. And which of ``pool`` it is."""
+    pick = int(rng.integers(len(pool)))
+    d = pool[pick]
     k = h / 20
     size = (max(1, round(d.shape[1] * k)), max(1, round(d.shape[0] * k)))
     d = np.asarray(Image.fromarray(d).resize(size, Image.BILINEAR), np.float32) / 255
     rows, cols = np.flatnonzero(d.max(1) > 30 / 255), np.flatnonzero(d.max(0) > 30 / 255)
     d = d[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     rows, cols = np.flatnonzero(d.max(1) >= 0.5), np.flatnonzero(d.max(0) >= 0.5)
-    return d, (int(cols[0]), d.shape[1] - 1 - int(cols[-1]), d.shape[0] - 1 - int(rows[-1]))
+    margins = (int(cols[0]), d.shape[1] - 1 - int(cols[-1]), d.shape[0] - 1 - int(rows[-1]))
+    return d, margins, pick
 
 
 def _separator(kind: str, h: float, w: float, rng) -> tuple[list, float, float]:
@@ -109,11 +111,13 @@ def make_row(
     height: int = 24,
     scale: tuple[float, float] = (2.0, 5.0),
     dark_on_light: bool | None = None,
+    picked: list[tuple[str, int]] | None = None,
 ) -> tuple[Image.Image, str]:
     """``(image, text)``: ``text`` (digits, ``SEPARATORS`` and spaces) written with
     digits drawn from ``pool`` (``by_label``), digit height ``height`` px before the
     canvas is enlarged by a factor drawn from ``scale``. ``dark_on_light``: None for
-    either, drawn at random."""
+    either, drawn at random. ``picked``: where given, each digit's ``(label, index in
+    pool[label])`` is appended to it."""
     h, w = float(height), STROKE * height
     items: list[tuple[str, float, object]] = []  # (kind, x, digit array or strokes)
     x, pending = 0.5 * h, 0.0
@@ -125,7 +129,9 @@ def make_row(
             x += pending + h * rng.uniform(0.2, 0.45)
         pending = 0.0
         if c.isdigit():
-            d, (left, right, bottom) = _digit(pool[c], h * rng.uniform(0.9, 1.1), rng)
+            d, (left, right, bottom), pick = _digit(pool[c], h * rng.uniform(0.9, 1.1), rng)
+            if picked is not None:
+                picked.append((c, pick))
             items.append(("digit", x - left, (d, bottom)))
             x += d.shape[1] - left - right
         else:
