@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import io
 import sys
 import time
 
 import numpy as np
 import torch
 from PIL import Image
-from scipy import ndimage
 
 from mnistlab import load_checkpoint
 from mnistlab.analysis.evaluate import predict_probs
-from mnistlab.data import load_arrays
+from mnistlab.data import bold_digits, load_arrays
 from mnistlab.serve import preprocess
 from mnistlab.serve.preprocess import PreprocessError
 
@@ -47,48 +45,19 @@ VARIANTS = {
 BOLD = ("0 px", "1 px", "2 px", "3 px", "2 px square", "3 px square")  # added all round
 
 
-def _disk(r: int) -> np.ndarray:
-    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
-    return xx**2 + yy**2 <= r * r
-
-
 def bold_crop(a: np.ndarray, bold: str) -> np.ndarray:
-    """A 28x28 MNIST digit 4x enlarged, made bolder all round, cut to its ink's box.
-    "N px": a grey dilation by a disk of N px (28 px scale) on the enlarged digit, so
-    its anti-aliased edge stays 1 px; "N px square": by a (2N+1)-square at 28 px, which
-    widens the faint edge too (a blocky marker)."""
-    px = int(bold.split()[0])
-    a = np.pad(a, 4)
-    if bold.endswith("square"):
-        a = ndimage.grey_dilation(a, size=(2 * px + 1, 2 * px + 1))
-    big = np.asarray(Image.fromarray(a).resize((144, 144), Image.BICUBIC))
-    if px and not bold.endswith("square"):
-        big = ndimage.grey_dilation(big, footprint=_disk(4 * px))
-    ys, xs = np.nonzero(big > 25)
-    return big[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    """A 28x28 MNIST digit made bolder as ``bold`` says ("N px": a disk of N px at 28 px
+    scale on the digit enlarged 4x; "N px square": a (2N+1)-square at 28 px), cut to its
+    ink's box (``data/bold_digits.py``)."""
+    return bold_digits.cropped(
+        bold_digits.bold(a, int(bold.split()[0]), square=bold.endswith("square"))
+    )
 
 
 def render(c, variant, margin: bool, rng) -> Image.Image:
     """``c`` (white ink on black) as ``variant`` says, with or without a margin."""
     square, side, dark, binary, noise, jpeg = variant
-    s = side / max(c.shape)
-    size = (
-        (side, side) if square else (max(1, round(c.shape[1] * s)), max(1, round(c.shape[0] * s)))
-    )
-    im = np.asarray(Image.fromarray(c).resize(size, Image.BOX), np.float32)
-    if binary:
-        im = np.where(im > 127, 255.0, 0.0)
-    if margin:
-        im = np.pad(im, max(im.shape) // 4)
-    im = 255 - im if dark else im
-    if noise:
-        im = im + rng.normal(0, noise, im.shape)
-    img = Image.fromarray(np.clip(im, 0, 255).astype(np.uint8))
-    if jpeg:
-        buf = io.BytesIO()
-        img.save(buf, "JPEG", quality=jpeg)
-        img = Image.open(io.BytesIO(buf.getvalue()))
-    return img
+    return bold_digits.render(c, side, dark, square, margin, noise, jpeg, rng, binary)
 
 
 def _module(path: str | None):

@@ -67,6 +67,8 @@ def main() -> None:
         for name, flags in ((SHORT[r], RECIPES[SHORT[r]]) for r in args.recipes):
             run_name = f"{'oe' if not flags else 'plain'}-{seed}"
             cmd = [
+                sys.executable,  # this environment's mnistlab, whatever PATH holds
+                "-m",
                 "mnistlab",
                 "train",
                 "--seed",
