@@ -204,6 +204,36 @@ def recipes_section() -> list[str]:  # experiments/reject_recipes.json
             f"| {_pct(mean['test_acc_rejects_wrong'])} | {_pct(mean['val_outliers_rejected'])} "
             f"| {errs[1]:g} / {errs[4]:g} |"
         )
+    out = [*out, "", doc["finding"]] if doc.get("finding") else out
+    return out + detector_section()
+
+
+def detector_section() -> list[str]:  # experiments/reject_detector.json
+    path = ROOT / "experiments" / "reject_detector.json"
+    if not path.exists():
+        return []
+    doc = json.loads(path.read_text())
+    out = [
+        "",
+        "### A detector beside an unchanged classifier",
+        "",
+        "`python experiments/reject_detector.py --seed N`: the classifier trained on digits "
+        "alone, a second `fast` network (one output) trained on the same batches as digit "
+        f"against non-digit; each threshold rejects 0.2% of the validation digits "
+        f"({doc['cpu']}, {doc.get('threads', '?')} thread).",
+        "",
+        "| seed | classifier test acc | digit score | val outliers caught | test rejected "
+        "| counting rejected as wrong | AUROC (test vs val outliers) | train s |",
+        "|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in sorted(doc["runs"], key=lambda r: r["seed"]):
+        for name in ("detector", "detector x classifier"):
+            v = r[name]
+            out.append(
+                f"| {r['seed']} | {_pct(r['test_acc'])} | {name} | {_pct(v['val_outliers_caught'])} "
+                f"| {_pct(v['test_rejected'])} | {_pct(v['test_acc_rejects_wrong'])} "
+                f"| {v['auroc_test_vs_val_outliers']:.4f} | {r['train_seconds']:.0f} |"
+            )
     return [*out, "", doc["finding"]] if doc.get("finding") else out
 
 
