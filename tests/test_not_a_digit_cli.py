@@ -144,7 +144,7 @@ def test_no_threshold_rejects_nothing(open_run, images, truth, mnist_dir):
 
 
 @pytest.fixture(scope="module")
-def test_scores(trained_run, mnist) -> tuple[np.ndarray, np.ndarray]:
+def mnist_test_probs(trained_run, mnist) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (10000, C), labels (10000,)) for MNIST test, from the predictor."""
     x, y = mnist.test
     predictor = load_predictor(trained_run)
@@ -154,8 +154,10 @@ def test_scores(trained_run, mnist) -> tuple[np.ndarray, np.ndarray]:
     return probs, y.numpy()
 
 
-def test_evaluate_counts_the_test_digits_turned_away(trained_run, test_scores, tmp_path, mnist_dir):
-    probs, labels = test_scores
+def test_evaluate_counts_the_test_digits_turned_away(
+    trained_run, mnist_test_probs, tmp_path, mnist_dir
+):
+    probs, labels = mnist_test_probs
     scores = np.sort(probs.max(1))
     # about 3% turned away: a threshold in the first clear gap from there on
     k = next(i for i in range(300, 2000) if scores[i + 1] - scores[i] > 1e-4)
