@@ -72,8 +72,9 @@ def _ink(img: Image.Image, name: str) -> tuple[np.ndarray, float]:
     small = src.reduce(f) if f > 1 else src
     # the polarity and the paper as to_mnist finds them: bold digits filling the row's
     # height put their strokes on the border, which then is not the paper
-    dark, bg = paper_level(_levels(small, unit, False))
-    r = np.clip(_levels(small, unit, dark) - bg, 0, None)
+    g = _levels(small, unit, False)
+    dark, bg = paper_level(g)
+    r = np.clip((_levels(small, unit, True) if dark else g) - bg, 0, None)
     top = _brightest(r)
     if top < 0.08:
         raise no_ink(img, name, "the image is blank")

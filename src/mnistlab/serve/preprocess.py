@@ -255,8 +255,9 @@ def to_mnist(img: Image.Image, name: str = "image") -> np.ndarray:
     src, unit, binary = _source(img, name)
     f = -(-max(src.size) // FIND_SIDE)  # find the ink on a reduction by f (1: none)
     small = src.reduce(f) if f > 1 else src
-    dark = _dark_ink(_levels(small, unit, False))
-    found = _stands_out(_levels(small, unit, dark), small.size)
+    g = _levels(small, unit, False)
+    dark = _dark_ink(g)
+    found = _stands_out(_levels(small, unit, True) if dark else g, small.size)
     if found is None:
         raise no_ink(img, name, "the image is blank or has no contrast")
     light, r, top = found
