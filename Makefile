@@ -16,7 +16,9 @@ export MNISTLAB_DATA := $(SHARED_MNIST)
 endif
 endif
 
-.PHONY: setup train test bench lint format clean fuzz
+WHEELHOUSE := $(VENV)/wheelhouse
+
+.PHONY: setup train test bench lint format clean fuzz wheelhouse
 
 setup: $(STAMP)
 
@@ -37,7 +39,15 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-test: lint
+# The small install's wheels (core + web, no torch), downloaded once: a test builds a
+# fresh virtual environment from them, offline (tests/test_small_install.py).
+wheelhouse: $(WHEELHOUSE)/.done
+
+$(WHEELHOUSE)/.done: pyproject.toml | $(STAMP)
+	$(BIN)/pip download --quiet --dest $(WHEELHOUSE) --only-binary=:all: '.[web]'
+	touch $@
+
+test: lint wheelhouse
 	$(BIN)/pytest -q $(ARGS)
 
 FUZZ_SECONDS ?= 60

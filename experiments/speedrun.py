@@ -35,7 +35,7 @@ from mnistlab.data.normalize import normalize
 from mnistlab.runs.folder import epoch_records
 from mnistlab.train.build import build_training, make_train_loader
 from mnistlab.train.config import TrainConfig
-from mnistlab.train.fit import fit
+from mnistlab.train.fitting import fit
 from mnistlab.train.loop import evaluate, train_one_epoch
 
 ROOT = Path(__file__).resolve().parents[1]

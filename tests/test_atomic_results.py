@@ -123,7 +123,7 @@ def test_a_killed_ensemble_leaves_no_model_and_the_rerun_finishes(members, tmp_p
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
     assert again.returncode == 0, again.stderr
     made = sorted(p.name for p in out.iterdir())
-    assert made == ["best.json", "best.safetensors", "ensemble.json"]
+    assert made == ["best.json", "best.onnx", "best.safetensors", "ensemble.json"]
     _absent_or_complete(out)
     assert not list(tmp_path.glob(".E.partial-*")), "the rerun left the dead build's folder"
 

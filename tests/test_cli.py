@@ -43,6 +43,7 @@ def test_train_cnn_one_epoch_reaches_97_percent(cnn_run):
         "config.json",
         "metrics.jsonl",
         "best.safetensors",
+        "best.onnx",
         "last.safetensors",
         "curves.png",
     ):

@@ -200,6 +200,7 @@ def test_only_rank_0_writes_and_speaks(cnn_runs):
         "config.json",
         "metrics.jsonl",
         "best.json",
+        "best.onnx",
         "best.safetensors",
         "last.json",
         "last.safetensors",

@@ -16,7 +16,7 @@ from mnistlab.errors import UsageError
 from mnistlab.models import create_model
 from mnistlab.runs import read_metrics
 from mnistlab.train.ema import WeightAverage
-from mnistlab.train.fit import Reporter
+from mnistlab.train.fitting import Reporter
 
 SMALL = dict(
     model="cnn", train_subset=1024, val_size=256, batch_size=64, augment="none", log_every=4

@@ -36,6 +36,7 @@ from mnistlab.models import (
 )
 from mnistlab.models._tta import VIEWS, _grid
 from mnistlab.runs.checkpoint import CheckpointError, save_checkpoint
+from mnistlab.serve.predict import load_predictor
 
 from .conftest import cli_env
 
@@ -610,6 +611,7 @@ def test_ensemble_cli_is_the_mean_of_the_members(ensemble_run, trained_run, seco
     assert "Traceback" not in proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "best.json",
+        "best.onnx",
         "best.safetensors",
         "ensemble.json",
     ]
@@ -724,6 +726,18 @@ def test_predict_ensemble_plain_tta_number_and_onnx(ensemble_run, mnist, tmp_pat
     from_onnx = json.loads(capsys.readouterr().out)[0]
     assert from_onnx["label"] == plain["label"]
     assert from_onnx["confidence"] == pytest.approx(plain["confidence"], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_the_ensembles_own_onnx_file_answers_as_torch_does(ensemble_run, mnist):
+    out, proc = ensemble_run
+    assert proc.returncode == 0, proc.stderr
+    digits = mnist.test[0][:1000, 0].numpy()  # (1000, 28, 28) uint8
+    onnx, torch_ = load_predictor(out), load_predictor(out, backend="torch")
+    assert (onnx.backend, torch_.backend) == ("onnxruntime", "torch")
+    p_onnx, p_torch = onnx.probs(digits), torch_.probs(digits)
+    assert (p_onnx.argmax(1) == p_torch.argmax(1)).all()
+    assert np.abs(p_onnx - p_torch).max() < 1e-5
 
 
 @pytest.mark.slow

@@ -20,7 +20,7 @@ from mnistlab.errors import UsageError
 from mnistlab.models import count_params
 from mnistlab.runs import read_metrics
 from mnistlab.train import Reporter
-from mnistlab.train.fit import build_training
+from mnistlab.train.fitting import build_training
 
 # 320 training images in batches of 64: 5 steps per epoch
 SMALL = dict(
@@ -111,7 +111,7 @@ def test_a_step_budget_cuts_the_last_epoch_and_anneals_over_those_steps(tmp_path
     # the same 7 steps by hand: epoch 1 whole, then the first 2 batches of epoch 2
     cfg = _cfg(tmp_path, "hand", steps=7, lr=0.02)
     from mnistlab.data.loader import load_data
-    from mnistlab.train.fit import make_train_loader
+    from mnistlab.train.fitting import make_train_loader
 
     data = load_data("mnist", None, "cpu", cfg.val_size, cfg.seed, cfg.train_subset)
     info = data.info

@@ -8,14 +8,13 @@ Ctrl-C before torch starts loading.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
 
-from ._privacy import quiet_libraries
+from ._imports import lazy_exports, quiet_libraries
 from ._version import __version__
 from .errors import MnistlabError, UsageError
 
-quiet_libraries()  # before anything of ours can import ONNX Runtime (see _privacy)
+quiet_libraries()  # before anything of ours can import ONNX Runtime (see _imports)
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time see __getattr__
     from .analysis.calibrate import calibrate_checkpoint
@@ -71,13 +70,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-    globals()[name] = value  # once: later lookups do not come here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

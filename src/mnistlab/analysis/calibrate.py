@@ -31,6 +31,7 @@ from ..models import fit_temperature, set_temperature
 from ..models._reject import digit_scores, fit_threshold
 from ..runs.checkpoint import load_checkpoint
 from ..runs.folder import json_safe
+from ..serve.export import export_beside
 from .evaluate import predict_logits
 from .metrics import calibration
 
@@ -120,5 +121,9 @@ def calibrate_checkpoint(
         doc["model"]["reject_threshold"] = record["reject_threshold"]
     doc["model"]["temperature"] = t
     doc["calibration"] = record
+    # the model as it now answers, for ONNX Runtime: `predict` and `serve` use it without torch
+    set_temperature(model, t)
+    model.meta.reject_threshold = doc["model"].get("reject_threshold")
+    export_beside(model, Path(checkpoint).with_suffix(".json"), doc)
     atomic_write_json(Path(checkpoint).with_suffix(".json"), json_safe(doc))
     return record

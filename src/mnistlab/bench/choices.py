@@ -19,7 +19,7 @@ import torch
 
 from ..data.loader import MnistData
 from ..train.config import TrainConfig
-from ..train.fit import make_train_loader
+from ..train.fitting import make_train_loader
 from ..train.optim import make_scheduler
 from .sections import _recipe, _train_split
 from .timing import median_time, time_epoch

@@ -16,7 +16,7 @@ from ..data.loader import MnistData, hold_out
 from ..data.normalize import normalize_array
 from ..models import create_model
 from ..train.config import TrainConfig
-from ..train.fit import build_training, make_train_loader
+from ..train.fitting import build_training, make_train_loader
 from ..train.loop import evaluate
 from .persample import persample_loader
 from .timing import median_time, time_epoch, time_to_accuracy

@@ -25,7 +25,7 @@ from ..analysis.summary import count_flops
 from ..data.loader import MnistData
 from ..models import create_model
 from ..train.config import TrainConfig
-from ..train.fit import fit
+from ..train.fitting import fit
 from .persample import persample_loader
 from .sections import Budget, _recipe
 from .timing import _sync, time_to_accuracy

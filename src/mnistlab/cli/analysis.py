@@ -111,9 +111,9 @@ def _evaluate_suite(run, which, out, data_dir, device, suite, split, per_set, sh
     split = split or "test"
     if split not in ("dev", "test"):
         raise UsageError(f"must be dev or test, got {split!r}", option="split")
-    from .._runtime import pick_device
     from ..analysis.realworld import write_realworld, write_realworld_examples
     from ..serve.predict import load_predictor
+    from .options import pick_device
 
     checkpoint, out_dir = resolve_run(run, out, "eval", which)
     if show is not None:

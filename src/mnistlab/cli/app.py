@@ -80,8 +80,16 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+# Commands that use a trained model: they load torch only if the model needs it
+# (serve/predictor.py), so the small install (no torch) runs them.
+TORCH_FREE = {"predict", "serve", "data"}
+# What `pip install 'mnistlab[train]'` adds to the small install
+TRAIN_ONLY = {"torch", "matplotlib", "torchinfo", "safetensors", "onnx"}
+
+
 def preload(argv: list[str]) -> None:
-    """Import torch (and numpy) now, unless only help or the version is asked for.
+    """Import torch (and numpy) now, unless only help or the version is asked for, or
+    the command is one that may not need torch.
 
     ``run()`` calls this while Ctrl-C still ends the process at once: an interrupt
     inside these imports would otherwise be a traceback, or be swallowed by them.
@@ -91,7 +99,13 @@ def preload(argv: list[str]) -> None:
     import importlib
 
     import numpy  # noqa: F401
-    import torch  # noqa: F401
+
+    if argv[0] in TORCH_FREE:
+        return
+    try:
+        import torch  # noqa: F401
+    except ImportError:  # the command says so in one line (main)
+        return
 
     # what Typer imports when it first converts a value (pydantic, about 0.3 s)
     with contextlib.suppress(ImportError):
@@ -126,6 +140,14 @@ def main(argv: list[str] | None = None, *, ready: Callable[[], None] | None = No
         return _fail("interrupted", 130)
     except MnistlabError as e:
         return _fail(e.cli_message(), e.exit_code)
+    except ModuleNotFoundError as e:
+        missing = (e.name or "").partition(".")[0]
+        if missing not in TRAIN_ONLY or os.environ.get("MNISTLAB_DEBUG"):
+            return _unexpected(e)
+        return _fail(
+            f"this command needs {missing}, which is not installed: pip install 'mnistlab[train]'",
+            2,
+        )
     except BrokenPipeError:
         return 1
     except OSError as e:  # a file or folder: the path and what to do, else a bug

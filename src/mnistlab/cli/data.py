@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 from rich.table import Table
@@ -69,6 +68,8 @@ def verify(dataset: str = DATASET, data_dir: Path = DATA_DIR) -> None:
 @data_app.command()
 def info(dataset: str = DATASET, data_dir: Path = DATA_DIR) -> None:
     """Describe a dataset: classes, normalisation, where its files are, label counts."""
+    import numpy as np
+
     from ..data import locate, read_split
 
     lookup = locate(dataset, data_dir)  # the folder the loader reads
@@ -108,6 +109,8 @@ def show(
     out: Path = typer.Option(Path("samples.png"), "--out", "-o", help="PNG file to write."),
 ) -> None:
     """Write a PNG grid of samples with their labels."""
+    import numpy as np
+
     from .._io import output_file
     from ..data import locate, read_split
 

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 __all__ = [
+    "BACKEND",
     "DATA_DIR",
     "DEVICE",
     "INFERENCE_DEVICE",
@@ -20,6 +21,7 @@ __all__ = [
     "RUN_OR_CHECKPOINT",
     "RUN_OR_MODEL",
     "console",
+    "pick_device",
     "resolve_run",
     "table",
 ]
@@ -31,6 +33,12 @@ DATA_DIR = typer.Option(None, help="Dataset folder. \\[default: $MNISTLAB_DATA o
 DEVICE = typer.Option(None, help="auto, cpu, cuda or mps. \\[default: auto]")
 # Where a trained model answers: the CPU unless asked.
 INFERENCE_DEVICE = typer.Option("cpu", help="cpu, cuda or mps.")
+
+# How a trained model runs (serve/predictor.py): "auto" is the run's ONNX file.
+BACKEND = typer.Option(
+    "auto",
+    help="auto (the run's ONNX file through ONNX Runtime on the CPU, else torch), onnx or torch.",
+)
 
 RUN_FOLDER = typer.Argument(..., help="A run folder.")
 RUN_OR_CHECKPOINT = typer.Argument(..., help="A run folder, or a checkpoint .json/.safetensors.")
@@ -44,6 +52,20 @@ def resolve_run(run: Path, out: Path | None, name: str, which: str = "best") -> 
     from ..runs.folder import checkpoint_json, output_dir
 
     return checkpoint_json(run, which), out or output_dir(run, name)
+
+
+def pick_device(device: str):
+    """``device`` as torch names it (``auto`` resolved), loading torch only off the CPU
+    (``auto`` is the CPU where torch is not installed)."""
+    from ..serve.predictor import has_torch, need_torch
+
+    if device == "cpu" or (device == "auto" and not has_torch()):
+        return "cpu"
+    from .._runtime import pick_device as torch_device
+
+    if not has_torch():
+        raise need_torch(f"--device {device}")
+    return torch_device(device)
 
 
 def table(title: str, header: list[str], rows: list[list[str]], left: int = 1) -> Table:

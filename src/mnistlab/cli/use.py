@@ -13,7 +13,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import MnistlabError, UsageError
-from .options import INFERENCE_DEVICE, RUN_OR_CHECKPOINT, RUN_OR_MODEL, console, resolve_run
+from .options import (
+    BACKEND,
+    INFERENCE_DEVICE,
+    RUN_OR_CHECKPOINT,
+    RUN_OR_MODEL,
+    console,
+    pick_device,
+    resolve_run,
+)
 
 __all__ = ["export", "predict", "serve"]
 
@@ -35,6 +43,7 @@ def predict(
         False, "--accept-all", help='Always answer a digit, never "not a digit".'
     ),
     device: str = INFERENCE_DEVICE,
+    backend: str = BACKEND,
 ) -> None:
     """Classify your own images of digits, preprocessed the way MNIST was made.
 
@@ -46,14 +55,14 @@ def predict(
     Results are printed as they come; long lists show a progress bar on stderr.
     """
     from .._io import output_file
-    from .._runtime import pick_device
     from ..serve.predict import expand_inputs, iter_predictions, load_predictor
 
     sources = expand_inputs(images)
     if show is not None:
         show = output_file(show, (".png",), inputs=sources, option="show")
         _check_writable(show, "show")
-    predictor = load_predictor(run, str(pick_device(device)) if device != "cpu" else "cpu", tta=tta)
+    device = str(pick_device(device)) if device != "cpu" else "cpu"
+    predictor = load_predictor(run, device, backend, tta=tta)
     if accept_all:  # every image a digit; the digit score is still worked out and shown
         predictor.reject_threshold = None
     if number:
@@ -255,9 +264,18 @@ def export(
     inputs = [checkpoint.with_suffix(".json"), checkpoint.with_suffix(".safetensors")]
     path = output_file(path, (".onnx",) if onnx else (".pt", ".pth"), inputs, option="out")
     _check_writable(path, "out")
-    model, _ = load_checkpoint(checkpoint)
+    model, doc = load_checkpoint(checkpoint)
     with _writing(path, "out"):
-        written = (export_onnx if onnx else export_torchscript)(model, path)
+        if onnx and path.resolve() == checkpoint.with_suffix(".onnx").resolve():
+            # the run's own ONNX file: its new hash goes into the checkpoint's JSON
+            from .._io import atomic_write_json
+            from ..runs.folder import json_safe
+            from ..serve.export import export_beside
+
+            written = export_beside(model, checkpoint, doc)
+            atomic_write_json(checkpoint.with_suffix(".json"), json_safe(doc))
+        else:
+            written = (export_onnx if onnx else export_torchscript)(model, path)
     console.print(f"wrote {escape(str(written))}")
 
 
@@ -279,9 +297,7 @@ def serve(
     access_log: bool = typer.Option(
         False, "--access-log/--no-access-log", help="Log one line per request."
     ),
-    backend: str = typer.Option(
-        "auto", help="auto (ONNX Runtime on the CPU when installed), torch or onnx."
-    ),
+    backend: str = BACKEND,
     accept_all: bool = typer.Option(
         False, "--accept-all", help='Always answer a digit, never "not a digit".'
     ),
@@ -296,8 +312,6 @@ def serve(
         from ..serve.web.server import ServeSettings, run_server
     except ImportError:
         raise MnistlabError("the web app needs its extras: pip install 'mnistlab[web]'") from None
-    from .._runtime import pick_device
-
     if backend not in ("auto", "torch", "onnx"):
         raise UsageError(f"--backend must be auto, torch or onnx, got {backend!r}")
     device = str(pick_device(device)) if device != "cpu" else "cpu"

@@ -1,5 +1,9 @@
-"""Datasets: IDX files, the dataset registry, downloads and the device-resident loader."""
+"""Datasets: IDX files, the dataset registry, downloads and the device-resident loader.
 
+The loader's names load on first use (``_imports.py``): it needs torch, the rest not.
+"""
+
+from .._imports import lazy_exports
 from .datasets import (
     DATASETS,
     DatasetInfo,
@@ -16,7 +20,6 @@ from .datasets import (
 )
 from .download import DownloadError, download_dataset, mirrors_for
 from .idx import IdxError, decode_idx, read_idx, write_idx
-from .loader import DeviceLoader, MnistData, load_data, load_split
 from .normalize import normalize, normalize_array, standardize
 
 __all__ = [
@@ -47,3 +50,7 @@ __all__ = [
     "verify_dir",
     "write_idx",
 ]
+
+_EXPORTS = {name: ".loader" for name in ("DeviceLoader", "MnistData", "load_data", "load_split")}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -8,8 +8,12 @@ pixels scaled to [0, 1].
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # tensors are only passed in: numpy users need no torch
+    import torch
 
 __all__ = ["MNIST_MEAN", "MNIST_STD", "normalize", "normalize_array", "standardize"]
 
@@ -19,7 +23,7 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 def normalize(images: torch.Tensor, mean: float, std: float) -> torch.Tensor:
     """uint8 pixels (0-255) -> float32 ``(x/255 - mean) / std`` in one fused pass."""
     scale = 1.0 / (255.0 * std)
-    return images.to(torch.float32).mul_(scale).sub_(mean / std)
+    return images.float().mul_(scale).sub_(mean / std)
 
 
 def standardize(x: torch.Tensor, mean: float, std: float) -> torch.Tensor:

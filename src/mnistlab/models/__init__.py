@@ -1,32 +1,28 @@
 """The model zoo. ``create_model(name, **kw)`` and ``list_models()`` are the ways in.
 
 Every module in this folder whose name does not start with ``_`` is a model
-family and is imported here, which registers its models: adding a model is one
-new file with ``@register_model`` on its constructor.
+family; the registry imports them all on its first lookup, which registers their
+models: adding a model is one new file with ``@register_model`` on its constructor.
+The names below load on first use (``_imports.py``), so the torch-free parts
+(``_reject.py``) can be imported without PyTorch.
 """
 
-import importlib
-import pkgutil
+from .._imports import lazy_exports
 
-from ._calibration import fit_temperature, set_temperature
-from ._ensemble import Ensemble
-from ._registry import ENSEMBLE, ModelMeta, count_params, create_model, list_models, model_entry
-from ._tta import TestTimeAugmentation, with_tta
+_EXPORTS = {
+    "ENSEMBLE": "._registry",
+    "Ensemble": "._ensemble",
+    "ModelMeta": "._registry",
+    "TestTimeAugmentation": "._tta",
+    "count_params": "._registry",
+    "create_model": "._registry",
+    "fit_temperature": "._calibration",
+    "list_models": "._registry",
+    "model_entry": "._registry",
+    "set_temperature": "._calibration",
+    "with_tta": "._tta",
+}
 
-__all__ = [
-    "ENSEMBLE",
-    "Ensemble",
-    "ModelMeta",
-    "TestTimeAugmentation",
-    "count_params",
-    "create_model",
-    "fit_temperature",
-    "list_models",
-    "model_entry",
-    "set_temperature",
-    "with_tta",
-]
+__all__ = sorted(_EXPORTS)
 
-for _family in pkgutil.iter_modules(__path__):
-    if not _family.name.startswith("_"):
-        importlib.import_module(f"{__name__}.{_family.name}")
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

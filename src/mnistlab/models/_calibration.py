@@ -12,12 +12,13 @@ runs the model (evaluate, predict, serve, an exported ONNX graph) uses it.
 from __future__ import annotations
 
 import math
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..errors import MnistlabError
+
+if TYPE_CHECKING:  # torch only where a temperature is fitted: checking one needs none
+    import torch
+    from torch import nn
 
 __all__ = ["check_temperature", "fit_temperature", "set_temperature"]
 
@@ -58,6 +59,9 @@ def fit_temperature(logits: torch.Tensor, labels: torch.Tensor) -> float:
     ``logits``: ``(N, C)``, uncalibrated (at T = 1). A one-parameter convex problem
     in ``log T``, solved in float64 by L-BFGS.
     """
+    import torch
+    import torch.nn.functional as F
+
     z, y = logits.detach().double().cpu(), labels.detach().long().cpu()
     log_t = torch.zeros((), dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([log_t], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")

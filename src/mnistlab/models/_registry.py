@@ -9,15 +9,19 @@ dataset's mean/std, output logits ``(N, num_classes)``. ``create_model`` attache
 from __future__ import annotations
 
 import fnmatch
+import importlib
 import inspect
 import math
+import pkgutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from ..data.normalize import MNIST_MEAN, MNIST_STD
 from ..errors import MnistlabError, UsageError
+
+if TYPE_CHECKING:  # models are built by the family modules: the metadata needs no torch
+    from torch import nn
 
 __all__ = [
     "ModelMeta",
@@ -134,12 +138,31 @@ def register_model(name: str, *, source: str, description: str = ""):
     return wrap
 
 
+def _load_families() -> None:
+    """Import every family module of this package (a name not starting with ``_``):
+    their ``@register_model`` fill the registry. Done on the first lookup, so that
+    importing the package, or a torch-free part of it, loads no model."""
+    global _FAMILIES_LOADED
+    if _FAMILIES_LOADED:
+        return
+    _FAMILIES_LOADED = True
+    package = __name__.rpartition(".")[0]
+    for family in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        if not family.name.startswith("_"):
+            importlib.import_module(f"{package}.{family.name}")
+
+
+_FAMILIES_LOADED = False
+
+
 def list_models(pattern: str | None = None) -> list[str]:
+    _load_families()
     names = sorted(_REGISTRY)
     return [n for n in names if fnmatch.fnmatch(n, pattern)] if pattern else names
 
 
 def model_entry(name: str) -> ModelEntry:
+    _load_families()
     try:
         return _REGISTRY[name]
     except KeyError:

@@ -2,11 +2,13 @@
 
 The ONNX file carries ``mnistlab`` metadata (model name, class names, mean/std)
 in its ``metadata_props``, so ``mnistlab predict model.onnx`` needs nothing else.
-ONNX needs the optional ``export`` dependencies: ``pip install 'mnistlab[export]'``.
+Exporting needs torch and onnx (``pip install 'mnistlab[train]'``); running the
+file needs neither (``predictor.py``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -18,10 +20,9 @@ from torch import nn
 
 from .._io import atomic_write
 from ..errors import MnistlabError
+from .predictor import META_KEY
 
-__all__ = ["export_onnx", "export_torchscript", "onnx_graph", "onnx_metadata"]
-
-META_KEY = "mnistlab"
+__all__ = ["export_beside", "export_onnx", "export_torchscript", "onnx_bytes", "onnx_graph"]
 
 
 def _meta_json(model: nn.Module) -> str:
@@ -48,18 +49,36 @@ def onnx_graph(model: nn.Module) -> bytes:
     return buf.getvalue()
 
 
-def export_onnx(model: nn.Module, path: str | os.PathLike) -> Path:
-    """Write ``model`` as ONNX (``onnx_graph``), with its metadata inside the file."""
+def onnx_bytes(model: nn.Module) -> bytes:
+    """``model`` as an ONNX file (``onnx_graph``), its metadata inside: the bytes."""
     try:
         import onnx
     except ImportError:
         raise MnistlabError(
-            "ONNX export needs the export extras: pip install 'mnistlab[export]'"
+            "ONNX export needs the onnx package: pip install 'mnistlab[train]'"
         ) from None
     proto = onnx.load_from_string(onnx_graph(model))
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, _meta_json(model)
-    return atomic_write(path, lambda tmp: onnx.save(proto, str(tmp)))
+    return proto.SerializeToString()
+
+
+def export_onnx(model: nn.Module, path: str | os.PathLike) -> Path:
+    """Write ``model`` as ONNX (``onnx_graph``), with its metadata inside the file."""
+    data = onnx_bytes(model)
+    return atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
+def export_beside(model: nn.Module, checkpoint_json: str | os.PathLike, doc: dict) -> Path:
+    """Write ``STEM.onnx`` beside the checkpoint ``STEM.json`` and record its name and
+    SHA-256 in ``doc``, the checkpoint's JSON, which the caller writes next: a kill
+    between the two leaves a JSON whose hash refuses the newer file, never the reverse.
+    ``mnistlab predict`` and ``serve`` use the file without torch (``predictor.py``)."""
+    path = Path(checkpoint_json).with_suffix(".onnx")
+    data = onnx_bytes(model)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    doc["onnx"], doc["onnx_sha256"] = path.name, hashlib.sha256(data).hexdigest()
+    return path
 
 
 def export_torchscript(model: nn.Module, path: str | os.PathLike) -> Path:
@@ -71,11 +90,3 @@ def export_torchscript(model: nn.Module, path: str | os.PathLike) -> Path:
         warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated, not gone
         traced = torch.jit.trace(model, x)
         return atomic_write(path, lambda tmp: torch.jit.save(traced, str(tmp), _extra_files=files))
-
-
-def onnx_metadata(session) -> dict:
-    """The mnistlab metadata stored in an ONNX Runtime session's model."""
-    props = session.get_modelmeta().custom_metadata_map
-    if META_KEY not in props:
-        raise MnistlabError("this ONNX file was not exported by mnistlab (no metadata)")
-    return json.loads(props[META_KEY])

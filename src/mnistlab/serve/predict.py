@@ -1,11 +1,11 @@
-"""Classify your own images: one predictor for checkpoints and ONNX files.
+"""Classify your own images, files in and one answer per file out.
 
-``load_predictor`` takes a run folder, a checkpoint (.json/.safetensors) or an
-exported .onnx file; ``iter_predictions`` runs the shared preprocessing on each
-image and yields one result per input, in order, errors included, so one bad file
-never stops a batch; it works through the files ``BATCH`` at a time. Every answer
-carries a digit score; below the model's reject threshold it is "not a digit" (label
-None, the best guess kept), an answer rather than an error.
+``load_predictor`` (``serve/predictor.py``) takes a run folder, a checkpoint
+(.json/.safetensors) or an exported .onnx file; ``iter_predictions`` runs the shared
+preprocessing on each image and yields one result per input, in order, errors
+included, so one bad file never stops a batch; it works through the files ``BATCH``
+at a time. Every answer carries a digit score; below the model's reject threshold
+it is "not a digit" (label None, the best guess kept), an answer rather than an error.
 """
 
 from __future__ import annotations
@@ -19,13 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from ..data.normalize import normalize_array
 from ..errors import MnistlabError, UsageError
-from ..models import count_params
-from ..models._calibration import check_temperature
-from ..models._reject import digit_scores, is_digit
+from .predictor import Predictor, load_predictor
 from .preprocess import PreprocessError, load_digit
 
 __all__ = [
@@ -40,165 +36,6 @@ __all__ = [
 
 BATCH = 256  # files read, preprocessed and classified together
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-
-
-@dataclass
-class Predictor:
-    name: str
-    class_names: list[str]
-    mean: float
-    std: float
-    run: object  # callable: float32 (N, 1, 28, 28) normalised -> logits (N, C) numpy
-    params: int | None = None  # the model's parameter count, where known (not for ONNX)
-    backend: str = "torch"  # or "onnxruntime"
-    # digit scores below it are "not a digit" (models/_reject.py); None: never
-    reject_threshold: float | None = None
-
-    def judge(self, digits: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(probs (N, C), digit scores (N,), is a digit (N,))`` for uint8 digits."""
-        probs = self.probs(digits)
-        scores = digit_scores(probs)
-        return probs, scores, is_digit(scores, self.reject_threshold)
-
-    def probs(self, digits: np.ndarray) -> np.ndarray:
-        """Softmax probabilities ``(N, C)`` for uint8 digits ``(N, 28, 28)``."""
-        x = normalize_array(digits[:, None], self.mean, self.std)  # (N, 1, 28, 28)
-        logits = np.asarray(self.run(x), dtype=np.float64)
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        probs = e / e.sum(1, keepdims=True)
-        if not np.isfinite(probs).all():  # NaN weights, or a graph exported broken
-            raise MnistlabError(
-                f"model {self.name!r} gave NaN or infinite probabilities: it is broken; "
-                "export or train it again",
-                kind="model_failure",
-            )
-        return probs
-
-
-def load_predictor(
-    path: str | os.PathLike,
-    device: str = "cpu",
-    backend: str = "torch",
-    threads: int | None = None,
-    tta: bool = False,
-) -> Predictor:
-    """The model in ``path`` (a run folder, a checkpoint or an exported .onnx file).
-
-    ``backend``: ``torch``, ``onnx`` (a checkpoint is exported to ONNX in memory and run
-    by ONNX Runtime: about 0.02 ms for one digit where torch takes 0.2 ms) or ``auto``
-    (ONNX Runtime on the CPU when it is installed, else torch). ``threads``: CPU threads
-    for the model (a server's workers split the cores between them). ``tta``: average
-    over shifted and rotated views of each digit (``models/_tta.py``; 7x the work)."""
-    if backend not in ("torch", "onnx", "auto"):
-        raise UsageError(f"backend must be torch, onnx or auto, got {backend!r}", option="backend")
-    p = Path(path)
-    if p.suffix == ".onnx":
-        if tta:
-            raise UsageError("--tta needs the run folder or checkpoint, not an exported .onnx")
-        _need_onnxruntime("predicting from ONNX")
-        if not p.is_file():
-            raise MnistlabError(f"{p}: file not found")
-        session = _session(str(p), threads, p)
-        from .export import onnx_metadata
-
-        meta = onnx_metadata(session)
-        check_temperature(meta.get("temperature", 1.0), f"{p}: model.temperature")
-        return Predictor(
-            meta["name"],
-            list(meta["class_names"]),
-            meta["mean"],
-            meta["std"],
-            _runner(session),
-            backend="onnxruntime",
-            reject_threshold=_threshold(meta.get("reject_threshold"), p),
-        )
-    from ..runs.checkpoint import load_checkpoint
-
-    model, _ = load_checkpoint(p, device)
-    meta = model.meta
-    params = count_params(model)
-    if tta:
-        from ..models import with_tta
-
-        model = with_tta(model)
-    if backend == "auto":
-        backend = "onnx" if device == "cpu" and _has_onnxruntime() else "torch"
-    if backend == "onnx":
-        if device != "cpu":
-            raise UsageError("the onnx backend runs on the CPU; use --device cpu", option="backend")
-        _need_onnxruntime("the onnx backend")
-        from .export import onnx_graph
-
-        session = _session(onnx_graph(model), threads, p)
-        return Predictor(
-            meta.name,
-            list(meta.class_names),
-            meta.mean,
-            meta.std,
-            _runner(session),
-            params,
-            "onnxruntime",
-            meta.reject_threshold,
-        )
-    if threads and device == "cpu":
-        torch.set_num_threads(threads)
-
-    @torch.inference_mode()
-    def run(x: np.ndarray) -> np.ndarray:
-        return model(torch.from_numpy(x).to(device)).float().cpu().numpy()
-
-    return Predictor(
-        meta.name,
-        list(meta.class_names),
-        meta.mean,
-        meta.std,
-        run,
-        params,
-        reject_threshold=meta.reject_threshold,
-    )
-
-
-def _threshold(value, shown_as: Path) -> float | None:
-    """An ONNX file's stored reject threshold: None, or a number from 0 to 1."""
-    if value is None:
-        return None
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not (ok and 0 <= value <= 1):
-        raise MnistlabError(
-            f"{shown_as}: model.reject_threshold must be a number from 0 to 1, got {value!r}"
-        )
-    return float(value)
-
-
-def _has_onnxruntime() -> bool:
-    try:
-        import onnx  # noqa: F401  (the exporter needs it)
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _need_onnxruntime(what: str) -> None:
-    if not _has_onnxruntime():
-        raise MnistlabError(f"{what} needs the export extras: pip install 'mnistlab[export]'")
-
-
-def _session(model: str | bytes, threads: int | None, shown_as: Path):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.inter_op_num_threads = 1
-    if threads:
-        options.intra_op_num_threads = threads
-    try:
-        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own exception types
-        raise MnistlabError(f"{shown_as}: not a readable ONNX model ({type(e).__name__})") from None
-
-
-def _runner(session):
-    return lambda x: session.run(None, {"input": x})[0]
 
 
 def expand_inputs(items: list[str]) -> list[str]:

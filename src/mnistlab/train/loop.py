@@ -1,7 +1,7 @@
 """The training loop as plain functions: ``train_one_epoch``, ``evaluate``.
 
 They take explicit values, not a config object, so they can be reused from a
-notebook or a benchmark. ``fit`` (in ``fit.py``) wires them to a run folder.
+notebook or a benchmark. ``fit`` (in ``fitting.py``) wires them to a run folder.
 ``evaluate`` here is the per-epoch loss and accuracy; the full evaluation with
 pictures is ``analysis.evaluate.write_evaluation``.
 """

@@ -276,7 +276,7 @@ def _model_info(run: Path, predictor) -> dict:
         "mnistlab_version": __version__,
     }
     if run.suffix != ".onnx":
-        from ...runs.checkpoint import read_checkpoint_json
+        from ...runs.manifest import read_checkpoint_json
 
         doc, _ = read_checkpoint_json(run)
         info["test_accuracy"] = doc.get("metrics", {}).get("test_acc")

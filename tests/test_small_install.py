@@ -1,0 +1,148 @@
+"""The small install, as a deployer makes it: a fresh virtual environment with
+``pip install 'mnistlab[web]'`` and nothing else. It has no torch, and it still
+predicts, reads numbers and serves a trained run; what needs torch says so in one line.
+
+The wheels come from ``make wheelhouse`` (PyPI, once): the test itself never needs
+the network. Without them it is skipped, and says how to get them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import REPO, cli_env
+from tests.test_runtime_without_torch import _png, _row_png
+
+pytestmark = pytest.mark.slow  # builds a virtual environment and trains the cnn
+
+WHEELHOUSE = Path(os.environ.get("MNISTLAB_WHEELHOUSE", REPO / ".venv" / "wheelhouse"))
+
+
+def _run(cmd: list, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """The bin folder of a fresh venv holding mnistlab[web] from the wheelhouse."""
+    if not (WHEELHOUSE / ".done").is_file():
+        pytest.skip(f"no wheels in {WHEELHOUSE}: run `make wheelhouse` once (needs PyPI)")
+    root = tmp_path_factory.mktemp("small")
+    # a copy of the project, so that building it leaves nothing in the checkout
+    project = root / "project"
+    project.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, project)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(REPO / "src", project / "src", ignore=ignore)
+    # the wheel a deployer would install, built by this environment's setuptools
+    wheels = root / "wheels"
+    quiet = ["--disable-pip-version-check", "--quiet", "--no-index"]
+    build = [sys.executable, "-m", "pip", "wheel", *quiet, "--no-deps", "--no-build-isolation"]
+    built = _run([*build, "--wheel-dir", str(wheels), str(project)])
+    assert built.returncode == 0, built.stderr
+    venv = root / "venv"
+    made = _run([sys.executable, "-m", "venv", str(venv)])
+    assert made.returncode == 0, made.stderr
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", *quiet]
+    links = ["--find-links", str(WHEELHOUSE), "--find-links", str(wheels)]
+    done = _run([*pip, *links, "mnistlab[web]"])
+    assert done.returncode == 0, done.stderr
+    return venv / "bin"
+
+
+def test_the_small_install_has_no_torch(small):
+    for module in ("torch", "matplotlib", "safetensors", "onnx"):
+        proc = _run([str(small / "python"), "-c", f"import {module}"])
+        assert proc.returncode == 1 and "ModuleNotFoundError" in proc.stderr, module
+
+
+def test_the_small_install_predicts_and_reads_numbers(small, trained_run, mnist, tmp_path):
+    digits = mnist.test[0][:4, 0].numpy()
+    labels = "".join(str(int(v)) for v in mnist.test[1][:4])
+    (tmp_path / "one.png").write_bytes(_png(digits[0]))
+    (tmp_path / "row.png").write_bytes(_row_png(list(digits)))
+    mnistlab = str(small / "mnistlab")
+    env = cli_env(trained_run.parent)
+    for model in (trained_run, trained_run / "best.onnx"):
+        proc = _run([mnistlab, "predict", str(model), str(tmp_path / "one.png"), "--json"], env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)[0]["label"] == labels[0]
+    proc = _run(
+        [mnistlab, "predict", "--number", str(trained_run), str(tmp_path / "row.png"), "--json"],
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)[0]["number"] == labels
+
+
+def test_the_small_install_serves_the_page_and_reads_numbers(small, trained_run, mnist):
+    digits = mnist.test[0][:3, 0].numpy()
+    labels = "".join(str(int(v)) for v in mnist.test[1][:3])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [str(small / "mnistlab"), "serve", str(trained_run), "--port", str(port)]
+    server = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=cli_env(trained_run.parent),
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert server.poll() is None, server.stdout.read()
+            try:
+                with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
+                    assert json.load(r)["backend"] == "onnxruntime"
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.2)
+        with urllib.request.urlopen(url + "/", timeout=10) as r:
+            assert b"<canvas" in r.read()  # the drawing page, from the installed package data
+        bodies = {"/api/predict": _png(digits[0]), "/api/read": _row_png(list(digits))}
+        answers = {}
+        for path, body in bodies.items():
+            req = urllib.request.Request(
+                url + path, data=body, headers={"Content-Type": "image/png"}
+            )
+            with urllib.request.urlopen(req, timeout=30) as r:
+                answers[path] = json.load(r)
+    finally:
+        server.terminate()
+        server.communicate(timeout=60)
+    assert answers["/api/predict"]["label"] == labels[0]
+    assert answers["/api/read"]["number"] == labels
+
+
+@pytest.mark.parametrize(
+    "args, needs",
+    [
+        (["train", "--preset", "fast"], "torch"),
+        (["export", "RUN"], "torch"),
+        (["predict", "--tta", "RUN", "IMAGE"], "PyTorch"),
+        (["predict", "--backend", "torch", "RUN", "IMAGE"], "PyTorch"),
+    ],
+)
+def test_what_needs_torch_says_what_to_install(small, trained_run, tmp_path, args, needs):
+    (tmp_path / "d.png").write_bytes(_png(np.zeros((28, 28), np.uint8)))
+    args = [{"RUN": str(trained_run), "IMAGE": str(tmp_path / "d.png")}.get(a, a) for a in args]
+    proc = _run([str(small / "mnistlab"), *args], env=cli_env(trained_run.parent), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert needs in line and "pip install 'mnistlab[train]'" in line
