@@ -113,15 +113,15 @@ def serve_rss(mnistlab: list[str], model: str, flags: list[str], png: bytes, env
         proc.wait(timeout=60)
 
 
-def digit_pngs(folder: Path, n: int, env: dict) -> tuple[Path, bytes]:
+def digit_pngs(folder: Path, n: int) -> tuple[Path, bytes]:
     """``n`` MNIST test digits as 280x280 dark-on-white PNGs in ``folder``; the first's path
     and bytes."""
-    from mnistlab.data import load_split
+    from mnistlab.data import load_arrays
 
-    x, _ = load_split("mnist", "test", os.environ.get("MNISTLAB_DATA"))
+    x, _ = load_arrays("mnist", "test", os.environ.get("MNISTLAB_DATA"))
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
-        img = Image.fromarray(255 - x[i % len(x), 0].numpy()).resize((280, 280), Image.BICUBIC)
+        img = Image.fromarray(255 - x[i % len(x)]).resize((280, 280), Image.BICUBIC)
         img.save(folder / f"{i:05d}.png")
     first = folder / "00000.png"
     return first, first.read_bytes()
@@ -147,14 +147,14 @@ def site_packages_sizes(venv: Path) -> dict:
 
 def agreement(run: Path, ensemble: Path | None) -> dict:
     """Labels and probabilities of the torch-free path against torch, 1,000 MNIST digits."""
-    from mnistlab.data import load_split
+    from mnistlab.data import load_arrays
     from mnistlab.models import set_temperature
     from mnistlab.runs.checkpoint import load_checkpoint
     from mnistlab.serve.export import export_onnx
     from mnistlab.serve.predict import load_predictor
 
-    x, _ = load_split("mnist", "test", os.environ.get("MNISTLAB_DATA"))
-    digits = x[:1000, 0].numpy()
+    x, _ = load_arrays("mnist", "test", os.environ.get("MNISTLAB_DATA"))
+    digits = x[:1000]
     pairs = {"calibrated (the run's best.onnx)": (run, run)}
     with tempfile.TemporaryDirectory() as tmp:
         model, _ = load_checkpoint(run)
@@ -218,7 +218,7 @@ def main() -> None:
         model = tmp / "model.onnx"
         py = [sys.executable, "-m", "mnistlab"]
         subprocess.run([*py, "export", str(a.run), "--out", str(model)], check=True, env=env)
-        one, png = digit_pngs(tmp / "pngs", a.files, env)
+        one, png = digit_pngs(tmp / "pngs", a.files)
         doc["rows"]["full install"] = figures(py, env, a, model, tmp / "pngs", one, png)
         doc["rows"]["full install"]["serve_run_torch_rss_mb"] = serve_rss(
             py, str(a.run), ["--backend", "torch"], png, env

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,27 @@ def test_no_source_file_is_ignored_by_git():
         ["git", "check-ignore", "--no-index", *files], cwd=repo, capture_output=True, text=True
     )
     assert proc.returncode == 1, f"ignored by git: {proc.stdout.split()}"
+
+
+PACKAGES = ["mnistlab", "mnistlab.data", "mnistlab.models", "mnistlab.runs", "mnistlab.serve"]
+
+
+@pytest.mark.parametrize("package", [*PACKAGES, "mnistlab.train"])
+def test_every_exported_name_resolves(package):
+    # names load on first use (_imports.lazy_exports): each must lead to a real object
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+        assert name in dir(module)
+
+
+def test_the_command_line_and_using_a_model_import_no_torch():
+    # the small install has no torch: these are what predict and serve load
+    code = (
+        "import sys, mnistlab.cli.app, mnistlab.serve.predict, mnistlab.serve.numbers, "
+        "mnistlab.serve.web.app; print(sorted({m.split('.')[0] for m in sys.modules} "
+        "& {'torch', 'matplotlib', 'safetensors', 'onnx', 'torchinfo'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -17,6 +17,7 @@ much of the test split it rejects is reported, never used.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -121,9 +122,13 @@ def calibrate_checkpoint(
         doc["model"]["reject_threshold"] = record["reject_threshold"]
     doc["model"]["temperature"] = t
     doc["calibration"] = record
-    # the model as it now answers, for ONNX Runtime: `predict` and `serve` use it without torch
-    set_temperature(model, t)
-    model.meta.reject_threshold = doc["model"].get("reject_threshold")
-    export_beside(model, Path(checkpoint).with_suffix(".json"), doc)
+    # the model as it now answers, for ONNX Runtime: `predict` and `serve` use it without
+    # torch (without the onnx package, which [train] brings, they use torch instead)
+    for key in ("onnx", "onnx_sha256"):  # an older file no longer fits the model
+        doc.pop(key, None)
+    if importlib.util.find_spec("onnx") is not None:
+        set_temperature(model, t)
+        model.meta.reject_threshold = doc["model"].get("reject_threshold")
+        record["onnx"] = export_beside(model, Path(checkpoint).with_suffix(".json"), doc).name
     atomic_write_json(Path(checkpoint).with_suffix(".json"), json_safe(doc))
     return record

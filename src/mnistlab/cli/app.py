@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .._version import __version__
 from ..errors import MnistlabError, describe_os_error
@@ -76,7 +77,9 @@ app.add_typer(data_app, name="data")
 
 
 def _fail(message: str, code: int) -> int:
-    Console(stderr=True, highlight=False).print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    # escaped: "pip install 'mnistlab[train]'" must not be read as a style
+    line = f"[bold red]error:[/] {escape(message)}"
+    Console(stderr=True, highlight=False).print(line, soft_wrap=True)
     return code
 
 

@@ -35,7 +35,7 @@ def ensemble(
     header = ["member", "model", "test accuracy", "test ECE"]
     console.print(table(f"ensemble of {len(rows) - 1} on {summary['dataset']} test", header, rows))
     _print_calibration(summary["calibration"])
-    console.print(f"ensemble in {out} (best.json, best.safetensors, ensemble.json)")
+    console.print(f"ensemble in {out} (best.json, best.safetensors, best.onnx, ensemble.json)")
 
 
 def calibrate(
@@ -47,14 +47,19 @@ def calibrate(
 
     Fitted on the run's validation split (training images where it has none, which
     it says); the checkpoint's weights do not change, and every probability shown
-    from then on uses it. `mnistlab train` and `mnistlab ensemble` already do this.
+    from then on uses it. Writes the model as ONNX beside the checkpoint (best.onnx),
+    for predict and serve without torch. `mnistlab train` and `mnistlab ensemble`
+    already do this.
     """
     from .._runtime import pick_device
     from ..analysis.calibrate import calibrate_checkpoint
     from ..runs.folder import checkpoint_json
 
-    record = calibrate_checkpoint(checkpoint_json(run), data_dir, pick_device(device or "auto"))
+    checkpoint = checkpoint_json(run)
+    record = calibrate_checkpoint(checkpoint, data_dir, pick_device(device or "auto"))
     _print_calibration(record)
+    if record.get("onnx"):
+        console.print(f"wrote {checkpoint.with_name(record['onnx'])} (predict and serve use it)")
 
 
 def _print_calibration(r: dict) -> None:

@@ -172,7 +172,7 @@ def train(
         if "reject_threshold" in c:
             console.print(reject_line(c))
     report = write_run_report(run, cfg.data_dir)
-    console.print(f"run folder: {run}  (checkpoints, metrics.jsonl, curves.png, eval/)")
+    console.print(f"run folder: {run}  (checkpoints, best.onnx, metrics.jsonl, curves.png, eval/)")
     console.print(f"report: {report}")
     if ranks > 1:
         _end_rank(0)

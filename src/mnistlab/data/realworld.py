@@ -58,15 +58,25 @@ def _need(module: str):
 
 
 def split_digits(split: str = "test", data_dir=None) -> tuple[np.ndarray, np.ndarray]:
-    """The MNIST digits a split draws from: uint8 ``(N, 28, 28)`` and int64 labels."""
-    from .loader import load_data, load_split
+    """The MNIST digits a split draws from: uint8 ``(N, 28, 28)`` and int64 labels.
+    ``test`` needs only numpy; ``dev`` is MNIST's validation split, which torch's seeded
+    permutation draws (``loader.hold_out``), so it needs torch."""
+    from .datasets import load_arrays
 
-    if split == "dev":
-        x, y = load_data("mnist", data_dir, "cpu", val_size=5000, seed=0).val
-    elif split == "test":
-        x, y = load_split("mnist", "test", data_dir)
-    else:
+    if split == "test":
+        x, y = load_arrays("mnist", "test", data_dir)
+        return x, y.astype(np.int64)
+    if split != "dev":
         raise UsageError(f"must be dev or test, got {split!r}", option="split")
+    try:
+        from .loader import load_data
+    except ImportError:
+        raise UsageError(
+            "dev is MNIST's validation split, drawn by torch's seeded permutation: "
+            "pip install 'mnistlab[train]', or use --split test",
+            option="split",
+        ) from None
+    x, y = load_data("mnist", data_dir, "cpu", val_size=5000, seed=0).val
     return x[:, 0].numpy(), y.numpy()
 
 

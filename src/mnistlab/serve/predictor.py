@@ -139,19 +139,27 @@ def _why_torch(backend: str, device: str, tta: bool, jp: Path, onnx_file: Path |
 
 def _checked_onnx(doc: dict, jp: Path) -> Path | None:
     """The checkpoint's ONNX file once it and the weights match their hashes, or None
-    where the JSON names none (a checkpoint from before, or one not calibrated)."""
+    where the JSON names none (a checkpoint from before, or one not calibrated) or the
+    file is missing and torch can use the weights instead (a checkpoint copied without
+    it). A file that is there but differs is refused: stale or tampered."""
     if "onnx" not in doc:
         return None
     checked_file(*file_entry(doc, jp, "weights"))
     path, sha = file_entry(doc, jp, "onnx")
+    again = f"mnistlab export {jp.parent} --out {path}"
+    if not path.exists():
+        if has_torch():
+            return None
+        raise CheckpointError(
+            f"{path}: missing, and torch, which could use the weights instead, is not "
+            f"installed; copy the file with the checkpoint, or write it again: {again}"
+        )
     try:
         return checked_file(path, sha, "the run's ONNX export")
     except MnistlabError:
-        if not path.is_file():
-            raise
-        raise MnistlabError(
+        raise CheckpointError(
             f"{path}: does not match {jp.name} (hash differs): it is stale or was changed; "
-            f"write it again: mnistlab export {jp.parent} --out {path}"
+            f"write it again: {again}"
         ) from None
 
 
@@ -159,6 +167,7 @@ def _run_meta(doc: dict, jp: Path) -> ModelMeta:
     """The checkpoint's model metadata, checked as loading its weights checks it."""
     try:
         meta = ModelMeta.from_dict(doc.get("model"))
+        check_temperature(meta.temperature)  # the range torch's loading checks too
         members = meta.kwargs.get("members") if meta.name == ENSEMBLE else None
         for i, member in enumerate(members if isinstance(members, list) else []):
             try:
