@@ -63,9 +63,13 @@ def test_predict_refuses_an_insane_temperature_in_one_line(
 
 
 @pytest.mark.slow
-def test_serve_refuses_an_insane_temperature_before_serving(trained_run, tmp_path, mnist_dir):
+@pytest.mark.parametrize("workers", ["1", "2"])  # 2: checked in a child, before any worker
+def test_serve_refuses_an_insane_temperature_before_serving(
+    trained_run, tmp_path, mnist_dir, workers
+):
     run = _edited(trained_run, tmp_path, 1e-300)
-    proc = _mnistlab(mnist_dir, "serve", str(run), "--port", str(_free_port()))
+    port = str(_free_port())
+    proc = _mnistlab(mnist_dir, "serve", str(run), "--port", port, "--workers", workers)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and "serving" not in proc.stdout
     assert len(lines) == 1 and "temperature must be a number from 0.01 to 100" in lines[0]

@@ -18,6 +18,8 @@ import socket
 from copy import deepcopy
 from dataclasses import asdict, dataclass
 
+from ...errors import MnistlabError
+
 __all__ = ["ServeSettings", "app_from_env", "run_server"]
 
 ENV = "MNISTLAB_SERVE"
@@ -222,9 +224,8 @@ def run_server(sock: socket.socket, settings: ServeSettings, on_ready=None) -> N
     any worker starts; ``on_ready()`` is called once it has loaded."""
     import uvicorn
 
-    app = _build(settings)
     if settings.workers == 1:
-        server = uvicorn.Server(_uvicorn_config(app, settings))
+        server = uvicorn.Server(_uvicorn_config(_build(settings), settings))
         # uvicorn drains on SIGTERM/SIGINT, then raises the signal again for the handler
         # it found: make that one a no-op, so a graceful stop exits 0, not killed by it
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -234,7 +235,7 @@ def run_server(sock: socket.socket, settings: ServeSettings, on_ready=None) -> N
             on_ready()
         server.run(sockets=[sock])
         return
-    del app  # the workers build their own
+    _check_in_child(settings)  # the workers build their own
     os.environ[ENV] = json.dumps(asdict(settings))
     config = _uvicorn_config(
         f"{__name__}:app_from_env", settings, factory=True, workers=settings.workers
@@ -243,6 +244,30 @@ def run_server(sock: socket.socket, settings: ServeSettings, on_ready=None) -> N
     if on_ready:
         on_ready()
     _supervisor()(config, sockets=[sock]).run()
+
+
+def _check_in_child(settings: ServeSettings) -> None:
+    """Build the app once in a child process, as each worker will: a bad run folder fails
+    with its one line before any worker starts, and the supervisor, which serves nothing,
+    never loads the model's libraries (ONNX Runtime, scipy: some 60 MB held for nothing)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        failure = pool.apply(_try_build, (asdict(settings),))
+    if failure is not None:
+        message, code = failure
+        error = MnistlabError(message)
+        error.exit_code = code
+        raise error
+
+
+def _try_build(settings: dict) -> tuple[str, int] | None:
+    """``_build`` in the checking child: None, or the one line and exit status of its error."""
+    try:
+        _build(ServeSettings(**settings))
+    except MnistlabError as e:
+        return e.cli_message(), e.exit_code
+    return None
 
 
 def _supervisor():
