@@ -138,9 +138,14 @@ def site_packages_sizes(venv: Path) -> dict:
             if p.is_file():
                 total += p.stat().st_size
         sizes[dist.metadata["Name"]] = total / 2**20
-    du = subprocess.run(["du", "-sb", str(venv)], capture_output=True, text=True).stdout
+
+    def du(*flags: str) -> float:  # MiB
+        out = subprocess.run(["du", *flags, str(venv)], capture_output=True, text=True).stdout
+        return int(out.split()[0]) / (2**20 if "-sb" in flags else 2**10)
+
     return {
-        "total_mb": int(du.split()[0]) / 2**20,
+        "disk_mb": du("-sk"),  # blocks used, as `du -sh` shows
+        "total_mb": du("-sb"),  # the files' sizes
         "packages_mb": dict(sorted(sizes.items(), key=lambda kv: -kv[1])),
     }
 
@@ -325,7 +330,8 @@ def markdown(doc: dict) -> str:
         top = [f"{k} {v:.1f}" for k, v in size["packages_mb"].items() if v >= 1]
         lines += [
             "",
-            f"**{title}**: {size['total_mb']:.0f} MB on disk (the whole venv; `du`). "
+            f"**{title}**: {size['disk_mb']:.0f} MB on disk (the whole venv, `du -sk`; "
+            f"its files' sizes add up to {size['total_mb']:.0f} MB). "
             "Packages of 1 MB or more, MB: " + ", ".join(top) + ".",
         ]
     lines += ["", "**The torch-free path against torch**, 1,000 MNIST test digits:", ""]
