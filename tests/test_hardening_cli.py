@@ -15,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from mnistlab.analysis.compare import comparison_table, write_outputs
 from mnistlab.cli import main
@@ -146,6 +148,17 @@ def _interrupt(cmd: list[str], delay: float, env: dict) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+def _digit_folder(folder: Path, n: int) -> Path:
+    """``n`` copies of a drawn 1 as PNGs: enough that predict outlasts the latest moment."""
+    if not folder.is_dir():
+        folder.mkdir()
+        one = np.full((56, 56), 255, np.uint8)
+        one[8:48, 26:31] = 0
+        for i in range(n):
+            Image.fromarray(one).save(folder / f"{i:03d}.png")
+    return folder
+
+
 def _check_interrupted(rc: int, out: str, err: str, delay: float) -> None:
     assert "Traceback" not in err + out and "unexpected" not in err, (delay, err)
     if rc == 0:  # finished before the signal came: fine only for the latest moments
@@ -160,7 +173,8 @@ def _check_interrupted(rc: int, out: str, err: str, delay: float) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "entry,command", [("module", "train"), ("script", "train"), ("module", "evaluate")]
+    "entry,command",
+    [("module", "train"), ("script", "train"), ("module", "evaluate"), ("module", "predict")],
 )
 def test_ctrl_c_early_is_one_line_and_exit_130(entry, command, tmp_path, mnist_dir, request):
     if entry == "module":
@@ -176,6 +190,9 @@ def test_ctrl_c_early_is_one_line_and_exit_130(entry, command, tmp_path, mnist_d
         if command == "train":
             args = ["train", "--model", "mlp-small", "--dry-run", "--train-subset", "500"]
             args += ["--out-dir", str(out_dir), "--device", "cpu"]
+        elif command == "predict":  # torch-free: what it loads is loaded before it starts
+            run = request.getfixturevalue("tiny_run")
+            args = ["predict", str(run), str(_digit_folder(tmp_path / "digits", 400))]
         else:
             run = request.getfixturevalue("tiny_run")
             args = ["evaluate", str(run), "--out", str(out_dir), "--device", "cpu"]

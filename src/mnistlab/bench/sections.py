@@ -186,8 +186,8 @@ def _backends(model: torch.nn.Module, tmp) -> dict:
         path = export_onnx(model, tmp / "model.onnx")
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         out["ONNX Runtime"] = lambda x: session.run(None, {"input": x})[0]
-    except Exception as e:  # the export extras are optional
-        out["ONNX Runtime"] = f"unavailable ({type(e).__name__}); pip install 'mnistlab[export]'"
+    except Exception as e:  # exporting needs the train extra (onnx)
+        out["ONNX Runtime"] = f"unavailable ({type(e).__name__}); pip install 'mnistlab[train]'"
     return out
 
 

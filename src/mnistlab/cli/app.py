@@ -104,6 +104,11 @@ def preload(argv: list[str]) -> None:
     import numpy  # noqa: F401
 
     if argv[0] in TORCH_FREE:
+        # what predict loads, torch aside (not serve's: with --workers its supervisor
+        # needs neither, and holding them would cost it 30 MB)
+        if argv[0] == "predict":
+            import onnxruntime  # noqa: F401
+            import scipy.ndimage  # noqa: F401
         return
     try:
         import torch  # noqa: F401
