@@ -109,6 +109,10 @@ for args in (["{trained_run}", "{tmp_path}/one.png", "--json"],
     with contextlib.redirect_stdout(out):
         assert main(["predict", *args]) == 0
     print(json.dumps(json.loads(out.getvalue())[0]))
+for args in (["{trained_run}", "{tmp_path}/one.png", "--show", "{tmp_path}/show.png"],
+             ["{trained_run}", "{tmp_path}/row.png", "--number", "--show", "{tmp_path}/n.png"]):
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["predict", *args]) == 0
 print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "matplotlib"))))
 """
     proc = _python(code, trained_run.parent)
@@ -117,6 +121,9 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "
     assert run_answer["label"] == file_answer["label"] == labels[0]
     assert number["number"] == labels
     assert heavy == []  # neither torch nor matplotlib was imported
+    for name in ("show.png", "n.png"):  # the pictures --show draws, with Pillow alone
+        with Image.open(tmp_path / name) as shown:
+            assert shown.format == "PNG" and shown.width > 100 and shown.height > 100
 
 
 def test_serve_answers_from_the_onnx_file_without_loading_torch(trained_run, mnist_dir, mnist):

@@ -85,6 +85,11 @@ def test_the_small_install_predicts_and_reads_numbers(small, trained_run, mnist,
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)[0]["number"] == labels
+    show = tmp_path / "show.png"
+    one = [str(trained_run), str(tmp_path / "one.png")]
+    proc = _run([mnistlab, "predict", *one, "--show", str(show)], env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert show.read_bytes().startswith(b"\x89PNG")
 
 
 def test_the_small_install_serves_the_page_and_reads_numbers(small, trained_run, mnist):

@@ -152,16 +152,10 @@ def _predict_numbers(predictor, sources: list[str], as_json: bool, show: Path | 
     if as_json:
         sys.stdout.write(json.dumps(items, indent=2) + "\n")
     if show is not None and drawn:
-        from PIL import Image
-
         from .._io import atomic_write
+        from ..serve.show import stacked
 
-        width = max(im.width for im in drawn)
-        sheet = Image.new("RGB", (width, sum(im.height for im in drawn)), "white")
-        y = 0
-        for im in drawn:
-            sheet.paste(im, (0, y))
-            y += im.height
+        sheet = stacked(drawn)
         with _writing(show, "show"):  # as --show without --number: one line on failure
             atomic_write(show, lambda p: sheet.save(p, "PNG"))
     if failed:
@@ -228,8 +222,9 @@ def _writing(path: Path, option: str):
 def _write_show(name: str, kept: list, show: Path) -> None:
     import numpy as np
 
-    from ..analysis.plots import plot_pairs
+    from .._io import atomic_write
     from ..serve.preprocess import PreprocessError, for_display, open_image
+    from ..serve.show import show_pairs
 
     originals = []
     for source, _, digit in kept:
@@ -240,8 +235,9 @@ def _write_show(name: str, kept: list, show: Path) -> None:
         except PreprocessError:  # changed since it was read: show what the model saw
             originals.append(digit)
     titles = [f"{name}: {answer}" for _, answer, _ in kept]
+    sheet = show_pairs(originals, [k[2] for k in kept], titles)
     with _writing(show, "show"):
-        plot_pairs(originals, [k[2] for k in kept], titles, show)
+        atomic_write(show, lambda p: sheet.save(p, "PNG"))
     console.print(f"wrote {escape(str(show))}")
 
 

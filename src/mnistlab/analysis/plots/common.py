@@ -10,7 +10,7 @@ import numpy as np
 
 from ..._io import atomic_write
 
-__all__ = ["plot_curves", "plot_grid", "plot_pairs", "plot_samples", "write_curves"]
+__all__ = ["plot_curves", "plot_grid", "plot_samples", "write_curves"]
 
 
 def _plt():
@@ -134,21 +134,3 @@ def plot_samples(
     """A grid of uint8 ``(N, 28, 28)`` images with their class names as titles."""
     titles = [str(class_names[int(y)]) for y in labels]
     return plot_grid(images, titles, path, title, cols=cols)
-
-
-def plot_pairs(
-    originals: list, digits: list[np.ndarray], titles: list[str], path: str | os.PathLike
-) -> Path:
-    """Each original image beside the 28x28 the model saw, titled with the prediction."""
-    plt = _plt()
-    n = len(digits)
-    fig, axes = plt.subplots(n, 2, figsize=(5, 2.3 * n), squeeze=False)
-    for (ax_o, ax_d), orig, digit, title in zip(axes, originals, digits, titles, strict=True):
-        ax_o.imshow(orig, cmap="gray" if orig.ndim == 2 else None)
-        ax_o.set_title("original", fontsize=9)
-        ax_d.imshow(digit, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
-        ax_d.set_title(title, fontsize=9)
-        ax_o.axis("off")
-        ax_d.axis("off")
-    fig.tight_layout()
-    return _save(fig, path)
