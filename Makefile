@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e '.[dev]'  # dev pulls in the export and web extras
+	$(BIN)/pip install --quiet -e '.[dev]'  # dev pulls in the train, web and realworld extras
 	touch $(STAMP)
 
 train: $(STAMP)

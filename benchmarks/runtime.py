@@ -4,8 +4,9 @@
         [--repeats 5] [--files 2000] [--out-dir benchmarks]
 
 RUN is a run folder from ``make train`` (it holds ``best.onnx``); ``model.onnx`` is
-exported from it. Every command runs as a subprocess, ``--repeats`` times, and its
-median wall time and peak RSS (``wait4``'s ``ru_maxrss``) are reported:
+exported from it. Every command runs as a subprocess, ``--repeats`` times, the columns'
+commands in turn (round-robin), and its median wall time and peak RSS (``wait4``'s
+``ru_maxrss``) are reported:
 
 - ``mnistlab --help``;
 - ``mnistlab predict model.onnx one.png``, and ``predict RUN one.png``;
@@ -60,12 +61,22 @@ def run_once(cmd: list[str], env: dict) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024
 
 
-def measure(cmd: list[str], env: dict, repeats: int) -> dict:
-    run_once(cmd, env)  # warm the page cache
-    runs = [run_once(cmd, env) for _ in range(repeats)]
+def measure_interleaved(jobs: dict, repeats: int) -> dict:
+    """``{key: (cmd, env)}`` -> ``{key: {"wall_s", "peak_rss_mb"}}``, medians of ``repeats``.
+    Round-robin: each repeat runs every job once, so a slow spell of the machine (they
+    differ by 1.5x from minute to minute here) falls on every column alike."""
+    for cmd, env in jobs.values():
+        run_once(cmd, env)  # warm the page cache
+    runs = {key: [] for key in jobs}
+    for _ in range(repeats):
+        for key, (cmd, env) in jobs.items():
+            runs[key].append(run_once(cmd, env))
     return {
-        "wall_s": statistics.median(r[0] for r in runs),
-        "peak_rss_mb": statistics.median(r[1] for r in runs),
+        key: {
+            "wall_s": statistics.median(r[0] for r in rs),
+            "peak_rss_mb": statistics.median(r[1] for r in rs),
+        }
+        for key, rs in runs.items()
     }
 
 
@@ -192,17 +203,33 @@ def _compare(got: np.ndarray, want: np.ndarray) -> dict:
     }
 
 
-def figures(mnistlab: list[str], env: dict, a, model: Path, pngs: Path, one: Path, png: bytes):
-    r = {}
-    r["help"] = measure([*mnistlab, "--help"], env, a.repeats)
-    r["predict_onnx_one"] = measure([*mnistlab, "predict", str(model), str(one)], env, a.repeats)
-    r["predict_run_one"] = measure([*mnistlab, "predict", str(a.run), str(one)], env, a.repeats)
-    many = measure([*mnistlab, "predict", str(model), str(pngs)], env, max(1, a.repeats // 2))
-    r["predict_onnx_many"] = many
-    r["per_image_ms"] = (many["wall_s"] - r["predict_onnx_one"]["wall_s"]) / (a.files - 1) * 1e3
-    r["serve_onnx_rss_mb"] = serve_rss(mnistlab, str(model), [], png, env)
-    r["serve_onnx_2_workers_rss_mb"] = serve_rss(mnistlab, str(model), ["--workers", "2"], png, env)
-    return r
+FIGURES = {  # key -> the arguments after `mnistlab`; MODEL, RUN, ONE, PNGS filled in
+    "help": ["--help"],
+    "predict_onnx_one": ["predict", "MODEL", "ONE"],
+    "predict_run_one": ["predict", "RUN", "ONE"],
+    "predict_onnx_many": ["predict", "MODEL", "PNGS"],
+}
+
+
+def figures(columns: dict, a, paths: dict, png: bytes) -> dict:
+    """Every column's figures: ``columns`` maps a name to ``(mnistlab command, env)``."""
+    jobs = {
+        (col, key): ([*cmd, *(paths.get(x, x) for x in args)], env)
+        for key, args in FIGURES.items()
+        for col, (cmd, env) in columns.items()
+    }
+    timed = measure_interleaved(jobs, a.repeats)
+    rows = {}
+    for col, (cmd, env) in columns.items():
+        r = {key: timed[col, key] for key in FIGURES}
+        many, one = r["predict_onnx_many"]["wall_s"], r["predict_onnx_one"]["wall_s"]
+        r["per_image_ms"] = (many - one) / (a.files - 1) * 1e3
+        r["serve_onnx_rss_mb"] = serve_rss(cmd, paths["MODEL"], [], png, env)
+        r["serve_onnx_2_workers_rss_mb"] = serve_rss(
+            cmd, paths["MODEL"], ["--workers", "2"], png, env
+        )
+        rows[col] = r
+    return rows
 
 
 def main() -> None:
@@ -224,21 +251,20 @@ def main() -> None:
         py = [sys.executable, "-m", "mnistlab"]
         subprocess.run([*py, "export", str(a.run), "--out", str(model)], check=True, env=env)
         one, png = digit_pngs(tmp / "pngs", a.files)
-        doc["rows"]["full install"] = figures(py, env, a, model, tmp / "pngs", one, png)
-        doc["rows"]["full install"]["serve_run_torch_rss_mb"] = serve_rss(
-            py, str(a.run), ["--backend", "torch"], png, env
-        )
+        paths = {"MODEL": str(model), "RUN": str(a.run), "ONE": str(one), "PNGS": str(tmp / "pngs")}
+        columns = {"full install": (py, env)}
         if a.small_venv:
-            small = [str(a.small_venv / "bin" / "mnistlab")]
-            doc["rows"]["small install"] = figures(small, env, a, model, tmp / "pngs", one, png)
+            columns["small install"] = ([str(a.small_venv / "bin" / "mnistlab")], env)
             doc["small_install_size"] = site_packages_sizes(a.small_venv)
         if a.old_src:
-            old_env = {**env, "PYTHONPATH": str(a.old_src)}
-            old = figures(py, old_env, a, model, tmp / "pngs", one, png)
-            old["serve_run_torch_rss_mb"] = serve_rss(
-                py, str(a.run), ["--backend", "torch"], png, old_env
-            )
-            doc["rows"]["before (old code, full install)"] = old
+            columns["before (old code, full install)"] = (py, {**env, "PYTHONPATH": str(a.old_src)})
+        doc["rows"] = figures(columns, a, paths, png)
+        for col in ("full install", "before (old code, full install)"):
+            if col in columns:
+                cmd, col_env = columns[col]
+                doc["rows"][col]["serve_run_torch_rss_mb"] = serve_rss(
+                    cmd, str(a.run), ["--backend", "torch"], png, col_env
+                )
     doc["full_install_size"] = site_packages_sizes(Path(sys.prefix))
     doc["agreement"] = agreement(a.run, a.ensemble)
     a.out_dir.mkdir(parents=True, exist_ok=True)
@@ -267,7 +293,7 @@ def markdown(doc: dict) -> str:
         f"`python benchmarks/runtime.py` on {m['cpu']} ({m['cores']} cores), Python "
         f"{m['python']}, {m['date']}; medians of {doc['repeats']} runs (load average "
         f"{m['load_before']:.1f} at the start). Each column is one install or code "
-        "version, all in this one run.",
+        "version, all in this one run, their commands run in turn.",
         "",
         "| figure | goal | " + " | ".join(cols) + " |",
         "|---|---|" + "---:|" * len(cols),
