@@ -110,8 +110,10 @@ def load_predictor(
             raise MnistlabError(f"{p}: file not found")
         return _onnx_predictor(str(p), p, threads)
     doc, jp = read_checkpoint_json(p)
-    onnx_file = _checked_onnx(doc, jp)
-    if backend != "torch" and onnx_file is not None and device == "cpu" and not tta:
+    # the run's ONNX file, where it can answer; --backend torch never reads it
+    usable = backend != "torch" and device == "cpu" and not tta
+    onnx_file = _checked_onnx(doc, jp) if usable else None
+    if onnx_file is not None:
         meta = _run_meta(doc, jp)
         predictor = _onnx_predictor(str(onnx_file), onnx_file, threads, meta.temperature)
         predictor.params = doc.get("parameters")
@@ -120,13 +122,13 @@ def load_predictor(
     if backend == "onnx" and device != "cpu":
         raise UsageError("the onnx backend runs on the CPU; use --device cpu", option="backend")
     if not has_torch():
-        raise need_torch(_why_torch(backend, device, tta, jp, onnx_file))
+        raise need_torch(_why_torch(backend, device, tta, jp))
     from .torch_backend import torch_predictor
 
     return torch_predictor(jp, device, backend, threads, tta)
 
 
-def _why_torch(backend: str, device: str, tta: bool, jp: Path, onnx_file: Path | None) -> str:
+def _why_torch(backend: str, device: str, tta: bool, jp: Path) -> str:
     """What asked for torch, in the words of the command line."""
     if tta:
         return "--tta (it turns each view with torch's grid_sample)"
