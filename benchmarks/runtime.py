@@ -31,7 +31,6 @@ import json
 import os
 import platform
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from web_load import _free_port, _rss_kb, _tree  # beside this script: the process tree's RSS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,25 +80,9 @@ def measure_interleaved(jobs: dict, repeats: int) -> dict:
     }
 
 
-def _tree_rss_mb(pid: int) -> float:
-    pids, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        pids.append(p)
-        for task in Path(f"/proc/{p}/task").glob("*/children"):
-            todo += [int(c) for c in task.read_text().split()]
-    kb = 0
-    for p in pids:
-        status = Path(f"/proc/{p}/status").read_text()
-        kb += int(re.search(r"^VmRSS:\s+(\d+)", status, re.M).group(1))
-    return kb / 1024
-
-
 def serve_rss(mnistlab: list[str], model: str, flags: list[str], png: bytes, env: dict) -> float:
     """RSS (MB) of ``mnistlab serve MODEL *flags`` and its workers after 50 requests."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     cmd = [*mnistlab, "serve", model, "--port", str(port), *flags]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
@@ -118,7 +102,7 @@ def serve_rss(mnistlab: list[str], model: str, flags: list[str], png: bytes, env
             )
             urllib.request.urlopen(req, timeout=30).read()
         time.sleep(1.0)
-        return _tree_rss_mb(proc.pid)
+        return sum(_rss_kb(p) for p in _tree(proc.pid)) / 1024  # supervisor and workers
     finally:
         proc.terminate()
         proc.wait(timeout=60)

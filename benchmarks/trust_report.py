@@ -180,11 +180,16 @@ def training_section() -> list[str]:
     return [*out, ""]
 
 
+def _experiment(name: str) -> dict | None:
+    """``experiments/NAME.json``, or None where that experiment has not been run."""
+    path = ROOT / "experiments" / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def recipes_section() -> list[str]:  # experiments/reject_recipes.json
-    path = ROOT / "experiments" / "reject_recipes.json"
-    if not path.exists():
+    doc = _experiment("reject_recipes")
+    if doc is None:
         return []
-    doc = json.loads(path.read_text())
     out = [
         "",
         "### Winning the accuracy back: what was tried",
@@ -209,10 +214,9 @@ def recipes_section() -> list[str]:  # experiments/reject_recipes.json
 
 
 def detector_section() -> list[str]:  # experiments/reject_detector.json
-    path = ROOT / "experiments" / "reject_detector.json"
-    if not path.exists():
+    doc = _experiment("reject_detector")
+    if doc is None:
         return []
-    doc = json.loads(path.read_text())
     out = [
         "",
         "### A detector beside an unchanged classifier",
