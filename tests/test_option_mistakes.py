@@ -76,3 +76,10 @@ def test_an_empty_out_is_refused_and_nothing_is_written_here(
         f"error: --out needs a folder; leave the flag out for RUN/{default}"
     ]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unknown_backend_is_refused_by_its_flag_before_any_model_loads(tmp_path, capsys):
+    # refused before the run is even looked for: no such run folder exists here
+    args = ["predict", str(tmp_path / "run"), str(tmp_path / "d.png"), "--backend", "tensorflow"]
+    assert main(args) == 2
+    assert _one_line(capsys) == "error: --backend must be auto, torch or onnx, got 'tensorflow'"

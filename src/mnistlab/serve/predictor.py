@@ -101,7 +101,7 @@ def load_predictor(
     workers split the cores between them). ``tta``: average over shifted and rotated
     views of each digit (``models/_tta.py``; 7x the work; torch)."""
     if backend not in BACKENDS:
-        raise UsageError(f"backend must be auto, torch or onnx, got {backend!r}", option="backend")
+        raise UsageError(f"must be auto, torch or onnx, got {backend!r}", option="backend")
     p = Path(path)
     if p.suffix == ".onnx":
         if tta:
