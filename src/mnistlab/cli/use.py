@@ -61,7 +61,7 @@ def predict(
     if show is not None:
         show = output_file(show, (".png",), inputs=sources, option="show")
         _check_writable(show, "show")
-    device = str(pick_device(device)) if device != "cpu" else "cpu"
+    device = str(pick_device(device))  # "cpu" without loading torch
     predictor = load_predictor(run, device, backend, tta=tta)
     if accept_all:  # every image a digit; the digit score is still worked out and shown
         predictor.reject_threshold = None
@@ -310,7 +310,7 @@ def serve(
         raise MnistlabError("the web app needs its extras: pip install 'mnistlab[web]'") from None
     if backend not in ("auto", "torch", "onnx"):
         raise UsageError(f"--backend must be auto, torch or onnx, got {backend!r}")
-    device = str(pick_device(device)) if device != "cpu" else "cpu"
+    device = str(pick_device(device))  # "cpu" without loading torch
     if workers > 1 and device != "cpu":
         raise UsageError("--workers above 1 is for the CPU; one process drives a GPU best")
     sock = _bind(host, port)  # before anything is said: the port may be taken
