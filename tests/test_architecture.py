@@ -85,6 +85,80 @@ def test_the_layer_check_sees_a_wrong_way_import(tmp_path, monkeypatch):
     assert _imported_homes(fake) == {"analysis", "runs"}
 
 
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph(root: Path) -> dict[str, set[str]]:
+    """Module -> the package's modules it imports, at the top or inside a function
+    (a lazy import still makes a circle: each module needs the other to work)."""
+    modules = {_module_name(p, root): p for p in root.rglob("*.py")}
+
+    def known(name: str) -> str:  # mnistlab.models.create_model -> mnistlab.models
+        while name not in modules:
+            name = name.rpartition(".")[0]
+        return name
+
+    graph = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith(root.name):
+                target = node.module
+            else:
+                continue
+            edges |= {known(f"{target}.{a.name}") for a in node.names}
+        graph[name] = edges - {name}
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one module (Tarjan's algorithm)."""
+    index, low, stack, found = {}, {}, [], []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = stack[stack.index(v) :]
+            del stack[stack.index(v) :]
+            if len(group) > 1:
+                found.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_modules_import_each_other_in_a_circle():
+    assert _circles(_import_graph(PKG)) == []
+
+
+def test_the_circle_check_sees_a_lazy_circle(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("from .a import f\n")
+    (pkg / "sub" / "a.py").write_text("def f():\n    from ..b import g\n")
+    (pkg / "b.py").write_text("from pkg.sub.a import f\nfrom . import c\n")
+    (pkg / "c.py").write_text("import os\n")
+    graph = _import_graph(pkg)
+    assert graph["pkg.b"] == {"pkg.sub.a", "pkg.c"}
+    assert _circles(graph) == [["pkg.b", "pkg.sub.a"]]
+
+
 @pytest.mark.parametrize("path", _modules(), ids=lambda p: str(p.relative_to(PKG)))
 def test_no_source_file_is_over_400_lines(path):
     assert len(path.read_text(encoding="utf-8").splitlines()) <= 400

@@ -13,25 +13,21 @@ comparison where it stopped.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
-import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from .._io import output_folder
-from ..errors import MnistlabError, UsageError
+from ..errors import UsageError
 from ..models import list_models
-from ..runs.checkpoint import load_checkpoint
-from ..runs.folder import epoch_records, is_finished, read_config
+from ..runs.folder import is_finished, read_config
 from ..train import Reporter, TrainConfig, fit
 from ..train.config import MAX_SEED
 from ..train.presets import PRESETS
 from .comparison_files import comparison_table, write_outputs
+from .run_rows import check_readable, slug, summarise
+from .sweep import entry_recipe, recipe_diff, run_parallel, write_suite
 
 __all__ = [
     "SUITES",
@@ -124,8 +120,6 @@ def parse_entry(text: str, recipe: str, base: str | None, overrides: dict) -> En
 
 def _check_same_recipe(run_dir: Path, cfg: TrainConfig) -> None:
     """A kept run must have been trained with this entry's recipe, or it would be reused wrongly."""
-    from .sweep import entry_recipe, recipe_diff
-
     shown = recipe_diff(read_config(run_dir), {**entry_recipe(cfg), "seed": cfg.seed})
     if shown:
         raise UsageError(
@@ -138,7 +132,7 @@ def _check_same_recipe(run_dir: Path, cfg: TrainConfig) -> None:
 def _check_kept_runs(out: Path, units: list) -> None:
     """Every run already in ``out`` must be readable and have its entry's recipe."""
     for entry, seed, name in units:
-        _check_readable(out / name)
+        check_readable(out / name)
         if (out / name / "config.json").is_file():
             _check_same_recipe(out / name, dataclasses.replace(entry.config, seed=seed))
 
@@ -166,104 +160,6 @@ def check_entries_and_seeds(labels: list[str], seeds: list[int]) -> None:
         )
 
 
-# what a kept run's JSON files must hold for compare to read them
-_SHAPES = {"config.json": None, "last.json": "resume", "best.json": "metrics"}
-
-
-def _damaged(path: Path, what: str) -> MnistlabError:
-    return MnistlabError(
-        f"{path} is damaged ({what}); delete the folder {path.parent} "
-        "and run the same command again to train that run anew"
-    )
-
-
-def _check_readable(run_dir: Path) -> None:
-    """A kept run's JSON files must parse, or say which one is damaged and how to redo it."""
-    for name, key in _SHAPES.items():
-        path = run_dir / name
-        if not path.is_file():
-            continue
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            doc = None
-        if not isinstance(doc, dict):
-            raise _damaged(path, "not a JSON object")
-        if key is not None and not isinstance(doc.get(key), dict):
-            raise _damaged(path, f"no {key!r} object in it")
-
-
-def _numbers(record: dict, *keys: str) -> bool:
-    """Whether ``record`` holds a number at each of ``keys`` (a metrics line may be edited)."""
-    return all(type(record.get(k)) in (int, float) for k in keys)
-
-
-@torch.inference_mode()
-def _speed(model: torch.nn.Module, device, batch: int = 1000) -> tuple[float, float]:
-    """(images per second at batch ``batch``, median single-image latency in ms)."""
-    model.eval()
-    x = torch.zeros(batch, 1, 28, 28, device=device)
-    model(x)  # warm-up
-    rates = []
-    for _ in range(3):
-        t = time.perf_counter()
-        model(x)
-        rates.append(batch / (time.perf_counter() - t))
-    one = x[:1]
-    for _ in range(5):  # first calls at a new shape pick kernels; keep them out
-        model(one)
-    lat = []
-    for _ in range(50):
-        t = time.perf_counter()
-        model(one)
-        lat.append(1000 * (time.perf_counter() - t))
-    return statistics.median(rates), statistics.median(lat)
-
-
-def _summarise(label: str, runs: list[Path], device) -> dict:
-    from .summary import summarize
-
-    accs, secs, curves = [], [], []
-    for run in runs:
-        doc = json.loads((run / "best.json").read_text())
-        acc = doc["metrics"].get("test_acc")
-        if not isinstance(acc, (int, float)) or not 0 <= acc <= 1:
-            raise _damaged(run / "best.json", "no test accuracy between 0 and 1")
-        accs.append(acc)
-        epochs = epoch_records(run)
-        split = "val" if epochs and "val_acc" in epochs[0] else "test"
-        keys = ("epoch", "train_seconds", f"{split}_acc")
-        if not epochs or not all(_numbers(r, *keys) for r in epochs):
-            raise _damaged(run / "metrics.jsonl", "no epoch records with their times and accuracy")
-        secs.append(sum(r["train_seconds"] for r in epochs))
-        curves.append(
-            {
-                "run": run.name,
-                "split": split,
-                "epochs": [r["epoch"] for r in epochs],
-                "acc": [r[f"{split}_acc"] for r in epochs],
-            }
-        )
-    model, _ = load_checkpoint(runs[0], device)
-    summ = summarize(model)
-    ips, latency = _speed(model, device)
-    return {
-        "label": label,
-        "model": model.meta.name,
-        "seeds": len(runs),
-        "test_acc_mean": statistics.mean(accs),
-        "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else None,  # one seed: none
-        "test_accs": accs,
-        "params": summ.params,
-        "mflops": summ.flops / 1e6,
-        "train_seconds": statistics.mean(secs),
-        "images_per_s": ips,
-        "latency_ms": latency,
-        "curves": curves,
-        "runs": [r.name for r in runs],
-    }
-
-
 def compare(
     entries: list[Entry],
     seeds: list[int],
@@ -281,8 +177,6 @@ def compare(
     ``merge``). Returns the rows, [] for a shard whose comparison is not whole yet, or
     None if a run was interrupted (run the same call again to go on).
     """
-    from .sweep import run_parallel, write_suite
-
     check_entries_and_seeds([e.label for e in entries], seeds)
     out = output_folder(out, option="out")
     names = [[f"{slug(e.label)}-s{seed}" for seed in seeds] for e in entries]
@@ -321,13 +215,8 @@ def compare(
 
     device = pick_device(entries[0].config.device)
     rows = [
-        _summarise(e.label, [out / n for n in row], device)
+        summarise(e.label, [out / n for n in row], device)
         for e, row in zip(entries, names, strict=True)
     ]
     write_outputs(rows, out, seeds)
     return rows
-
-
-def slug(label: str) -> str:
-    """``label`` made safe as a file name: ``mlp:loss=ce`` -> ``mlp_loss_ce``."""
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in label)

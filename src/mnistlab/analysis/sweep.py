@@ -24,6 +24,8 @@ from pathlib import Path
 from .._io import atomic_write_json, output_folder
 from ..errors import MnistlabError, UsageError
 from ..runs.folder import is_finished, read_config
+from .comparison_files import write_outputs
+from .run_rows import check_readable, damaged, slug, summarise
 
 __all__ = [
     "SUITE_FILE",
@@ -123,7 +125,6 @@ def read_suite(folder: Path) -> dict:
 def _suite_problem(doc) -> str | None:
     """What is wrong with a suite.json's content, or None: the one place its schema lives."""
     from ..train.config import MAX_SEED
-    from .compare import slug
 
     problem = _keys_problem(doc, {"entries", "seeds", "shard"})
     if problem:
@@ -204,11 +205,9 @@ def _recipe_problem(recipe) -> str | None:
 def _check_run(run: Path, entry: dict, seed: int, suite: Path) -> None:
     """A run found for ``entry`` must be the run its suite.json names: trained with the
     entry's recipe and seed, its best checkpoint a model of the entry's."""
-    from .compare import _check_readable, _damaged
-
-    _check_readable(run)
+    check_readable(run)
     if not (run / "best.json").is_file():  # finished runs always have one
-        raise _damaged(run / "best.json", "missing")
+        raise damaged(run / "best.json", "missing")
     fix = f"delete {run} and run its shard again"
     shown = recipe_diff(read_config(run), {**entry["recipe"], "seed": seed}, now=SUITE_FILE)
     if shown:
@@ -266,7 +265,6 @@ def merge(folders: list[Path], out: Path | None = None, device: str = "auto", lo
     command) into ``out`` (default: the first folder), once it is checked that they are
     one suite and every run finished in one of them. Returns ``(rows, seeds, out)``."""
     from .._runtime import pick_device
-    from .compare import _summarise, write_outputs
 
     suites = [read_suite(folder) for folder in folders]
     first = suites[0]
@@ -310,6 +308,6 @@ def merge(folders: list[Path], out: Path | None = None, device: str = "auto", lo
     out = output_folder(out if out is not None else folders[0], option="out")
     log(f"merging {sum(len(r) for _, r in rows)} runs from {len(folders)} folders into {out}")
     dev = pick_device(device)
-    rows = [_summarise(label, runs, dev) for label, runs in rows]
+    rows = [summarise(label, runs, dev) for label, runs in rows]
     write_outputs(rows, out, first["seeds"])
     return rows, first["seeds"], out

@@ -25,7 +25,7 @@ try:  # recent Typer releases vendor click; older ones use the click package
 except ImportError:  # pragma: no cover - depends on the installed Typer
     from click import exceptions as click_exc
 
-__all__ = ["app", "main", "preload", "run"]
+__all__ = ["app", "main", "preload"]
 
 app = typer.Typer(
     name="mnistlab",
@@ -94,7 +94,7 @@ def preload(argv: list[str]) -> None:
     """Import torch (and numpy) now, unless only help or the version is asked for, or
     the command is one that may not need torch.
 
-    ``run()`` calls this while Ctrl-C still ends the process at once: an interrupt
+    ``mnistlab.cli.run()`` calls this while Ctrl-C still ends the process at once: an interrupt
     inside these imports would otherwise be a traceback, or be swallowed by them.
     """
     if not argv or {"-h", "--help", "--version"} & set(argv):
@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None, *, ready: Callable[[], None] | None = No
     """Entry point: every error becomes one line on stderr and a non-zero exit status.
 
     ``ready`` is called once the command line is built and parsed, just before the
-    command runs (``run()`` hands Ctrl-C over to ``KeyboardInterrupt`` there).
+    command runs (``mnistlab.cli.run()`` hands Ctrl-C over to ``KeyboardInterrupt`` there).
     """
     args = sys.argv[1:] if argv is None else list(argv)
     try:
@@ -172,10 +172,3 @@ def _unexpected(e: Exception) -> int:
     if os.environ.get("MNISTLAB_DEBUG"):
         raise e
     return _fail(f"unexpected {type(e).__name__}: {e} (set MNISTLAB_DEBUG=1 for the traceback)", 1)
-
-
-def run() -> None:
-    """The console script; see ``mnistlab.cli.run``, which handles an early Ctrl-C."""
-    from . import run as run_cli
-
-    run_cli()

@@ -57,7 +57,7 @@ def resolve_run(run: Path, out: Path | None, name: str, which: str = "best") -> 
 def pick_device(device: str):
     """``device`` as torch names it (``auto`` resolved), loading torch only off the CPU
     (``auto`` is the CPU where torch is not installed)."""
-    from ..serve.predictor import has_torch, need_torch
+    from ..serve.engine import has_torch, need_torch
 
     if device == "cpu" or (device == "auto" and not has_torch()):
         return "cpu"

@@ -3,7 +3,8 @@
 ``mnistlab ensemble RUN... -o DIR`` saves one (``analysis/ensemble.py``); it loads
 like any checkpoint, because ``create_model("ensemble", members=[...])`` rebuilds it
 from the members' metadata (each a ``ModelMeta`` dict: name, kwargs, normalisation,
-temperature). The members may differ in architecture and normalisation: the input
+temperature; ``models/_registry.py`` builds the members, this module only combines
+them). The members may differ in architecture and normalisation: the input
 comes normalised with the ensemble's mean/std, and each member gets it re-normalised
 with its own. The output is the log of the mean probability, so that
 ``softmax(output)`` is that mean and every tool that reads logits reads it right.
@@ -17,11 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import MnistlabError
-
-__all__ = ["Ensemble", "build_ensemble"]
-
-MAX_MEMBERS = 64
+__all__ = ["Ensemble"]
 
 
 class Ensemble(nn.Module):
@@ -40,46 +37,3 @@ class Ensemble(nn.Module):
             log_probs.append(F.log_softmax(member(xi).float(), dim=1))  # (N, C)
         stacked = torch.stack(log_probs)  # (K, N, C)
         return torch.logsumexp(stacked, dim=0) - math.log(len(log_probs))  # log of the mean
-
-
-def build_ensemble(
-    class_names: tuple[str, ...], mean: float, std: float, members: list | None = None
-) -> Ensemble:
-    """The ensemble of ``members`` (``ModelMeta`` dicts), each rebuilt untrained."""
-    from ._registry import ENSEMBLE, ModelMeta, create_model
-
-    if not isinstance(members, list) or not 1 <= len(members) <= MAX_MEMBERS:
-        raise MnistlabError(f"an ensemble needs a list of 1 to {MAX_MEMBERS} members")
-    built = []
-    for i, d in enumerate(members):
-        try:
-            meta = ModelMeta.from_dict(d)
-        except MnistlabError as e:
-            raise MnistlabError(f"ensemble member {i}: {e}") from None
-        if meta.name == ENSEMBLE:
-            raise MnistlabError(f"ensemble member {i} is an ensemble; give its members instead")
-        if tuple(meta.class_names) != tuple(class_names):
-            raise MnistlabError(
-                f"ensemble member {i} ({meta.name}) has classes {list(meta.class_names)}, "
-                f"not {list(class_names)}: members must classify the same classes"
-            )
-        built.append(
-            create_model(
-                meta.name,
-                mean=meta.mean,
-                std=meta.std,
-                class_names=meta.class_names,
-                temperature=meta.temperature,
-                **meta.kwargs,
-            )
-        )
-    model = Ensemble(built, mean, std)
-    model.meta = ModelMeta(
-        name=ENSEMBLE,
-        kwargs={"members": [m.meta.to_dict() for m in built]},
-        mean=mean,
-        std=std,
-        class_names=tuple(class_names),
-        source=f"mnistlab ensemble: the mean of {len(built)} members' probabilities",
-    )
-    return model

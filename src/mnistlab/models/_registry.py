@@ -190,9 +190,7 @@ def create_model(
 
     class_names = tuple(class_names)
     if name == ENSEMBLE:
-        from ._ensemble import build_ensemble
-
-        model = build_ensemble(class_names, mean, std, **kwargs)
+        model = _build_ensemble(class_names, mean, std, **kwargs)
         return set_temperature(model, temperature)
     entry = model_entry(name)
     if num_classes is not None and num_classes != len(class_names):
@@ -213,6 +211,52 @@ def create_model(
         source=entry.source,
     )
     return set_temperature(model, temperature)
+
+
+MAX_MEMBERS = 64  # an ensemble's
+
+
+def _build_ensemble(
+    class_names: tuple[str, ...], mean: float, std: float, members: list | None = None
+) -> nn.Module:
+    """The ensemble of ``members`` (``ModelMeta`` dicts), each rebuilt untrained."""
+    from ._ensemble import Ensemble
+
+    if not isinstance(members, list) or not 1 <= len(members) <= MAX_MEMBERS:
+        raise MnistlabError(f"an ensemble needs a list of 1 to {MAX_MEMBERS} members")
+    built = []
+    for i, d in enumerate(members):
+        try:
+            meta = ModelMeta.from_dict(d)
+        except MnistlabError as e:
+            raise MnistlabError(f"ensemble member {i}: {e}") from None
+        if meta.name == ENSEMBLE:
+            raise MnistlabError(f"ensemble member {i} is an ensemble; give its members instead")
+        if tuple(meta.class_names) != tuple(class_names):
+            raise MnistlabError(
+                f"ensemble member {i} ({meta.name}) has classes {list(meta.class_names)}, "
+                f"not {list(class_names)}: members must classify the same classes"
+            )
+        built.append(
+            create_model(
+                meta.name,
+                mean=meta.mean,
+                std=meta.std,
+                class_names=meta.class_names,
+                temperature=meta.temperature,
+                **meta.kwargs,
+            )
+        )
+    model = Ensemble(built, mean, std)
+    model.meta = ModelMeta(
+        name=ENSEMBLE,
+        kwargs={"members": [m.meta.to_dict() for m in built]},
+        mean=mean,
+        std=std,
+        class_names=tuple(class_names),
+        source=f"mnistlab ensemble: the mean of {len(built)} members' probabilities",
+    )
+    return model
 
 
 def _check_kwargs(entry: ModelEntry, kwargs: dict) -> None:

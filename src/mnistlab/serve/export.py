@@ -20,7 +20,7 @@ from torch import nn
 
 from .._io import atomic_write
 from ..errors import MnistlabError
-from .predictor import META_KEY
+from .engine import META_KEY
 
 __all__ = ["export_beside", "export_onnx", "export_torchscript", "onnx_bytes", "onnx_graph"]
 

@@ -17,7 +17,7 @@ import torch
 from ..errors import MnistlabError
 from ..models import count_params, with_tta
 from ..runs.checkpoint import load_checkpoint
-from .predictor import Predictor, need_onnxruntime, onnx_session
+from .engine import Predictor, need_onnxruntime, onnx_session
 
 __all__ = ["torch_predictor"]
 
