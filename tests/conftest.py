@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -9,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 import mnistlab  # noqa: F401  (sets ORT_DISABLE_TELEMETRY before a test imports onnxruntime)
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.processes import REPO, cli_env
 
 
 def _mnist_dir() -> Path:
@@ -39,15 +40,6 @@ def mnist(mnist_dir):
     from mnistlab.data import load_data
 
     return load_data("mnist", mnist_dir, "cpu", val_size=5000, seed=0)
-
-
-def cli_env(mnist_dir: Path) -> dict:
-    """The environment for a ``python -m mnistlab`` subprocess: real data, no downloads."""
-    return {
-        **os.environ,
-        "MNISTLAB_DATA": str(mnist_dir),
-        "MNISTLAB_MIRRORS": "http://127.0.0.1:9/",
-    }
 
 
 @pytest.fixture(scope="session")
@@ -86,3 +78,27 @@ def _isolate(monkeypatch, tmp_path_factory, mnist_dir):
     monkeypatch.setenv("MNISTLAB_DATA", str(mnist_dir))
     monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope="session")
+def upload(mnist) -> tuple[bytes, bytes, str]:
+    """(headers, body, true label): a multipart POST of a real MNIST test digit as a
+    280x280 black-on-white PNG, the way the drawing page sends one."""
+    a = 255 - mnist.test[0][3, 0].numpy()
+    buf = io.BytesIO()
+    Image.fromarray(a).resize((280, 280), Image.BICUBIC).save(buf, "PNG")
+    boundary = "mnistlab-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="d.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + buf.getvalue()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    head = (
+        "POST /api/predict?input28=false HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    return head, body, str(int(mnist.test[1][3]))

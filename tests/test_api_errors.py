@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from mnistlab.serve.web import create_app
-from tests.conftest import cli_env
+from tests.support.processes import cli_env
 
 pytestmark = pytest.mark.slow  # needs the trained cnn
 

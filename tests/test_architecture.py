@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-PKG = Path(__file__).resolve().parents[1] / "src" / "mnistlab"
+from tests.support.processes import REPO
+
+PKG = REPO / "src" / "mnistlab"
 
 # Each folder may import from its own rank and lower ranks, never from a higher one.
 RANK = {

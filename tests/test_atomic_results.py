@@ -21,8 +21,8 @@ import torch
 from mnistlab.analysis.compare import write_outputs
 from mnistlab.models import create_model
 from mnistlab.runs.checkpoint import load_checkpoint, save_checkpoint
+from tests.support.processes import cli_env
 
-from .conftest import cli_env
 from .test_hardening_cli import _row
 
 CLI = [sys.executable, "-m", "mnistlab"]

@@ -20,8 +20,7 @@ from mnistlab.errors import MnistlabError
 from mnistlab.models import fit_temperature
 from mnistlab.runs.checkpoint import CheckpointError
 from mnistlab.serve.predict import load_predictor
-from tests.conftest import cli_env
-from tests.test_serve_process import _free_port
+from tests.support.processes import cli_env, free_port
 
 
 def _edited(trained_run, tmp_path, temperature) -> object:
@@ -68,7 +67,7 @@ def test_serve_refuses_an_insane_temperature_before_serving(
     trained_run, tmp_path, mnist_dir, workers
 ):
     run = _edited(trained_run, tmp_path, 1e-300)
-    port = str(_free_port())
+    port = str(free_port())
     proc = _mnistlab(mnist_dir, "serve", str(run), "--port", port, "--workers", workers)
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and "serving" not in proc.stdout

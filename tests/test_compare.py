@@ -10,8 +10,7 @@ import pytest
 from mnistlab.analysis.compare import SUITES, parse_entry
 from mnistlab.cli import main
 from mnistlab.errors import UsageError
-
-from .browser import chromium_page
+from tests.support.browser import chromium_page
 
 FILES = [
     "comparison.md",

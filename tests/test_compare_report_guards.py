@@ -16,8 +16,7 @@ import pytest
 from mnistlab.analysis.compare import parse_entry
 from mnistlab.analysis.sweep import write_suite
 from mnistlab.cli import main
-
-from .conftest import cli_env
+from tests.support.processes import cli_env
 
 SHARD = ["linear", "mlp-small", "--seeds", "0", "--dry-run"]  # shard 0: linear, 1: mlp-small
 

@@ -21,8 +21,9 @@ from mnistlab.data import (
 )
 from mnistlab.data.datasets import missing_message
 from mnistlab.errors import UsageError
+from tests.support.processes import REPO
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+SHARED = REPO.parent / "shared" / "data" / "mnist"
 FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 NAMES = [
     "train-images-idx3-ubyte.gz",

@@ -21,8 +21,9 @@ import pytest
 
 from mnistlab.cli import main
 from mnistlab.data import DownloadError, download_dataset, get_dataset, mirrors_for, verify_dir
+from tests.support.processes import REPO
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+SHARED = REPO.parent / "shared" / "data" / "mnist"
 NAMES = [
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",

@@ -26,8 +26,7 @@ from mnistlab.data.augment import make_augment
 from mnistlab.errors import UsageError
 from mnistlab.runs.folder import read_metrics
 from mnistlab.train import dist
-
-from .conftest import cli_env
+from tests.support.processes import cli_env
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
 # seed 000's cnn (no BatchNorm) with the default recipe: Adam, one-cycle, label smoothing

@@ -37,8 +37,7 @@ from mnistlab.models import (
 from mnistlab.models._tta import VIEWS, _grid
 from mnistlab.runs.checkpoint import CheckpointError, save_checkpoint
 from mnistlab.serve.predict import load_predictor
-
-from .conftest import cli_env
+from tests.support.processes import cli_env
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 CLI = [sys.executable, "-m", "mnistlab"]

@@ -12,7 +12,6 @@ import io
 import random
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,10 +21,11 @@ from mnistlab.data.idx import IdxError, decode_idx
 from mnistlab.errors import MnistlabError
 from mnistlab.serve.numbers import read_number
 from mnistlab.serve.preprocess import PreprocessError, load_digit, open_image, to_mnist
+from tests.support.processes import REPO
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
 FUZZ = ROOT / "fuzz"
-DATA = Path(__file__).parent / "data" / "fuzz"
+DATA = REPO / "tests" / "support" / "fuzz_inputs"
 
 
 @pytest.fixture

@@ -22,8 +22,7 @@ from PIL import Image
 from mnistlab.analysis.compare import comparison_table, write_outputs
 from mnistlab.cli import main
 from mnistlab.errors import describe_os_error
-
-from .conftest import cli_env
+from tests.support.processes import cli_env
 
 
 def _one_line(err: str) -> str:

@@ -28,10 +28,9 @@ from mnistlab.data import (
     mirrors_for,
 )
 from mnistlab.errors import UsageError
+from tests.support.processes import REPO, cli_env
 
-from .conftest import cli_env
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+SHARED = REPO.parent / "shared" / "data" / "mnist"
 FASHION_SYSTEM = Path("/usr/share/datasets/fashion-mnist")
 MNIST = get_dataset("mnist")
 NAMES = [f.name for f in MNIST.all_files()]  # train images, labels, then test

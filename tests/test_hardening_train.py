@@ -20,8 +20,7 @@ from mnistlab.runs import folder
 from mnistlab.runs.checkpoint import CheckpointError
 from mnistlab.train import Reporter
 from mnistlab.train.optim import make_optimizer, make_scheduler
-
-from .conftest import cli_env
+from tests.support.processes import cli_env
 
 
 def _cli(mnist_dir: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:

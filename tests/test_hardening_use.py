@@ -30,8 +30,7 @@ from mnistlab.models import create_model
 from mnistlab.runs.checkpoint import save_checkpoint
 from mnistlab.serve.predict import iter_predictions, load_predictor, shown
 from mnistlab.serve.preprocess import PreprocessError, load_digit, to_mnist
-
-from .conftest import cli_env
+from tests.support.processes import cli_env
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 
 from mnistlab.runs.folder import is_finished
-
-from .conftest import cli_env
+from tests.support.processes import cli_env
 
 TRAIN = [sys.executable, "-m", "mnistlab", "train", "--nproc", "2"]
 # a few minutes of training for 2 ranks: far longer than the test waits for them

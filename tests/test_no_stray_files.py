@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import cli_env
+from tests.support.processes import cli_env
 
 pytestmark = pytest.mark.slow  # every test here needs the trained cnn
 

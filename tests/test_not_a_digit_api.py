@@ -15,8 +15,7 @@ from PIL import Image
 from mnistlab.serve.predict import load_predictor
 from mnistlab.serve.preprocess import load_digit
 from mnistlab.serve.web import create_app
-
-from .rejecting import between, scribble, with_threshold
+from tests.support.rejecting import between, scribble, with_threshold
 
 pytestmark = pytest.mark.slow  # every test here needs the trained cnn
 

@@ -16,9 +16,8 @@ from PIL import Image
 
 from mnistlab.serve.predict import load_predictor
 from mnistlab.serve.preprocess import load_digit
-
-from .conftest import cli_env
-from .rejecting import between, scribble, with_threshold
+from tests.support.processes import cli_env
+from tests.support.rejecting import between, scribble, with_threshold
 
 pytestmark = pytest.mark.slow  # every test here needs the trained cnn
 

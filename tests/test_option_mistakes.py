@@ -10,8 +10,7 @@ import sys
 import pytest
 
 from mnistlab.cli import main
-
-from .conftest import cli_env
+from tests.support.processes import cli_env
 
 
 def _one_line(capsys) -> str:

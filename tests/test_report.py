@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 
 from mnistlab import TrainConfig, fit
 from mnistlab.analysis.report import write_run_report
 from mnistlab.cli import main
-
-from .browser import chromium_page
+from tests.support.browser import chromium_page
+from tests.support.processes import REPO
 
 pytestmark = pytest.mark.slow  # every test here trains, or writes a report from a training
 
-ARTEFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTEFACTS = REPO / "test-artifacts"
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ torch to do it (a process's ``sys.modules``, and a server's memory map, say so).
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import subprocess
@@ -21,26 +20,10 @@ from mnistlab.models import set_temperature
 from mnistlab.runs.checkpoint import load_checkpoint
 from mnistlab.serve.export import export_onnx
 from mnistlab.serve.predict import load_predictor
-from tests.conftest import cli_env
-from tests.test_serve_process import Server
+from tests.support.images import png, row_png
+from tests.support.processes import Server, cli_env
 
 pytestmark = pytest.mark.slow  # every test here needs the trained cnn
-
-
-def _png(pixels: np.ndarray, scale: int = 4) -> bytes:
-    """An MNIST digit as dark ink on white paper, enlarged, as PNG bytes."""
-    buf = io.BytesIO()
-    Image.fromarray(255 - pixels).resize((28 * scale, 28 * scale), Image.BICUBIC).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def _row_png(digits: list[np.ndarray]) -> bytes:
-    """Digits side by side with a gap, dark on white: a number to read."""
-    gap = np.zeros((28, 10), np.uint8)
-    row = np.hstack([gap] + [x for d in digits for x in (d, gap)])
-    buf = io.BytesIO()
-    Image.fromarray(255 - np.pad(row, 10)).resize((row.shape[1] * 3 + 60, 144)).save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -97,8 +80,8 @@ def test_an_uncalibrated_export_answers_as_torch_does(trained_run, mnist, tmp_pa
 def test_predict_and_read_a_number_from_the_onnx_file_without_torch(trained_run, mnist, tmp_path):
     digits = mnist.test[0][:4, 0].numpy()
     labels = "".join(str(int(v)) for v in mnist.test[1][:4])
-    (tmp_path / "one.png").write_bytes(_png(digits[0]))
-    (tmp_path / "row.png").write_bytes(_row_png(list(digits)))
+    (tmp_path / "one.png").write_bytes(png(digits[0]))
+    (tmp_path / "row.png").write_bytes(row_png(list(digits)))
     code = f"""
 import io, json, sys, contextlib
 from mnistlab.cli import main
@@ -135,8 +118,8 @@ def test_serve_answers_from_the_onnx_file_without_loading_torch(trained_run, mni
         assert status == 200 and ready["backend"] == "onnxruntime"
         answers = []
         for path, body in (
-            ("/api/predict", _png(digits[0])),
-            ("/api/read", _row_png(list(digits))),
+            ("/api/predict", png(digits[0])),
+            ("/api/read", row_png(list(digits))),
         ):
             req = urllib.request.Request(
                 server.url(path), data=body, headers={"Content-Type": "image/png"}
@@ -153,7 +136,7 @@ def test_serve_answers_from_the_onnx_file_without_loading_torch(trained_run, mni
 
 
 def test_a_tampered_onnx_file_is_refused_until_exported_again(run_copy, mnist, tmp_path):
-    (tmp_path / "one.png").write_bytes(_png(mnist.test[0][0, 0].numpy()))
+    (tmp_path / "one.png").write_bytes(png(mnist.test[0][0, 0].numpy()))
     onnx = run_copy / "best.onnx"
     onnx.write_bytes(onnx.read_bytes() + b"\0")  # changed after training: stale or tampered
     cmd = [sys.executable, "-m", "mnistlab", "predict", str(run_copy), str(tmp_path / "one.png")]

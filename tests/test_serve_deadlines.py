@@ -14,8 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import cli_env
-from tests.test_serve_process import _free_port
+from tests.support.processes import cli_env, free_port
 
 pytestmark = pytest.mark.slow  # needs the trained cnn
 
@@ -25,7 +24,7 @@ NO_HTTPTOOLS = "import sys; sys.modules['httptools'] = None; import mnistlab.cli
 
 
 def _serve(run, mnist_dir, parser: str) -> tuple[subprocess.Popen, int]:
-    port = _free_port()
+    port = free_port()
     launch = ["-m", "mnistlab"] if parser == "httptools" else ["-c", NO_HTTPTOOLS]
     cmd = [sys.executable, *launch, "serve", str(run), "--port", str(port)]
     proc = subprocess.Popen(

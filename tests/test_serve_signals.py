@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.test_serve_process import Server, _response, _workers, upload  # noqa: F401
+from tests.support.processes import Server, response, worker_pids
 
 pytestmark = pytest.mark.slow  # needs the trained cnn
 
@@ -20,14 +20,14 @@ pytestmark = pytest.mark.slow  # needs the trained cnn
 def test_sighup_lets_the_request_in_flight_finish_then_exits_0(
     trained_run,
     mnist_dir,
-    upload,  # noqa: F811  (the fixture, imported above)
+    upload,
     workers,
 ):
     head, body, label = upload
     server = Server(trained_run, mnist_dir, "--workers", str(workers), "--access-log")
     try:
         if workers > 1:
-            assert len(_workers(server.proc.pid)) == workers
+            assert len(worker_pids(server.proc.pid)) == workers
         sock = server.connect()
         sock.sendall(head + body[: len(body) // 2])  # the request has begun ...
         time.sleep(0.5)
@@ -35,7 +35,7 @@ def test_sighup_lets_the_request_in_flight_finish_then_exits_0(
         time.sleep(1.0)
         assert server.proc.poll() is None  # draining, not gone
         sock.sendall(body[len(body) // 2 :])
-        status, answer = _response(sock)
+        status, answer = response(sock)
         assert status == 200 and answer["label"] == label
         assert server.proc.wait(timeout=30) == 0
     finally:

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, cli_env
-from tests.test_runtime_without_torch import _png, _row_png
+from tests.support.images import png, row_png
+from tests.support.processes import REPO, cli_env
 
 pytestmark = pytest.mark.slow  # builds a virtual environment and trains the cnn
 
@@ -71,8 +71,8 @@ def test_the_small_install_has_no_torch(small):
 def test_the_small_install_predicts_and_reads_numbers(small, trained_run, mnist, tmp_path):
     digits = mnist.test[0][:4, 0].numpy()
     labels = "".join(str(int(v)) for v in mnist.test[1][:4])
-    (tmp_path / "one.png").write_bytes(_png(digits[0]))
-    (tmp_path / "row.png").write_bytes(_row_png(list(digits)))
+    (tmp_path / "one.png").write_bytes(png(digits[0]))
+    (tmp_path / "row.png").write_bytes(row_png(list(digits)))
     mnistlab = str(small / "mnistlab")
     env = cli_env(trained_run.parent)
     for model in (trained_run, trained_run / "best.onnx"):
@@ -120,7 +120,7 @@ def test_the_small_install_serves_the_page_and_reads_numbers(small, trained_run,
                 time.sleep(0.2)
         with urllib.request.urlopen(url + "/", timeout=10) as r:
             assert b"<canvas" in r.read()  # the drawing page, from the installed package data
-        bodies = {"/api/predict": _png(digits[0]), "/api/read": _row_png(list(digits))}
+        bodies = {"/api/predict": png(digits[0]), "/api/read": row_png(list(digits))}
         answers = {}
         for path, body in bodies.items():
             req = urllib.request.Request(
@@ -145,7 +145,7 @@ def test_the_small_install_serves_the_page_and_reads_numbers(small, trained_run,
     ],
 )
 def test_what_needs_torch_says_what_to_install(small, trained_run, tmp_path, args, needs):
-    (tmp_path / "d.png").write_bytes(_png(np.zeros((28, 28), np.uint8)))
+    (tmp_path / "d.png").write_bytes(png(np.zeros((28, 28), np.uint8)))
     args = [{"RUN": str(trained_run), "IMAGE": str(tmp_path / "d.png")}.get(a, a) for a in args]
     proc = _run([str(small / "mnistlab"), *args], env=cli_env(trained_run.parent), cwd=tmp_path)
     assert proc.returncode == 2, proc.stderr

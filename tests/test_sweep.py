@@ -13,7 +13,7 @@ import pytest
 
 from mnistlab.analysis.sweep import fair_threads, parse_shard
 from mnistlab.errors import UsageError
-from tests.conftest import cli_env
+from tests.support.processes import cli_env
 
 ENTRIES = ["linear", "mlp-small"]
 SEEDS = "0,1"

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from .browser import chromium_page
-from .rejecting import with_threshold
+from tests.support.browser import chromium_page
+from tests.support.processes import REPO
+from tests.support.rejecting import with_threshold
 
 pytestmark = pytest.mark.slow  # every test here needs the trained cnn
 
-ARTEFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+ARTEFACTS = REPO / "test-artifacts"
 
 
 def _free_port() -> int:
@@ -96,22 +97,39 @@ def _canvas_is_blank(page) -> bool:
     )
 
 
+def _preview_peak(page) -> int:
+    """The brightest pixel of the 28x28 preview, or -1 where it is not a loaded image
+    (a broken-image icon with its alt text)."""
+    return page.evaluate(
+        """() => { const img = document.getElementById('input28');
+        if (!img.complete || img.naturalWidth !== 28 || img.naturalHeight !== 28) return -1;
+        const c = document.createElement('canvas'); c.width = c.height = 28;
+        const g = c.getContext('2d'); g.drawImage(img, 0, 0);
+        const d = g.getImageData(0, 0, 28, 28).data; let peak = 0;
+        for (let i = 0; i < d.length; i += 4) peak = Math.max(peak, d[i], d[i + 1], d[i + 2]);
+        return peak; }"""
+    )
+
+
 def test_draw_one_clear_draw_zero(server):
     ARTEFACTS.mkdir(exist_ok=True)
     with chromium_page(1100, 800) as page:
         page.goto(server + "/")
         page.wait_for_function("document.getElementById('model').textContent.includes('cnn')")
         assert _canvas_is_blank(page)
+        assert _preview_peak(page) == 0  # an empty dark square before the first drawing
 
         _stroke(page, [(0.5, 0.15 + 0.7 * i / 20) for i in range(21)])  # a vertical "1"
         label, bars = _answer(page)
         assert label == "1" and max(range(10), key=bars.__getitem__) == 1
         assert page.locator(".bar.top").get_attribute("data-class") == "1"
-        assert page.locator("#input28").get_attribute("src").startswith("data:image/png")
+        assert _preview_peak(page) > 128  # the digit's ink, white on black
         assert not _canvas_is_blank(page)
 
         page.click("#clear")
         assert _canvas_is_blank(page)
+        page.wait_for_timeout(100)  # the empty image decodes
+        assert _preview_peak(page) == 0
         assert page.locator("#label").inner_text() == "–"
         assert all(
             b == 0 for b in page.eval_on_selector_all(".bar", "e => e.map(x => +x.dataset.p)")

@@ -1,0 +1,2 @@
+"""What the tests share that is not a fixture: real processes and servers, images
+as files, a headless browser, and the inputs the fuzzers found (``fuzz_inputs/``)."""

@@ -1,0 +1,24 @@
+"""Digits as image files, the way a user hands them over: dark ink on white paper."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+
+def png(pixels: np.ndarray, scale: int = 4) -> bytes:
+    """An MNIST digit as dark ink on white paper, enlarged, as PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(255 - pixels).resize((28 * scale, 28 * scale), Image.BICUBIC).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def row_png(digits: list[np.ndarray]) -> bytes:
+    """Digits side by side with a gap, dark on white: a number to read."""
+    gap = np.zeros((28, 10), np.uint8)
+    row = np.hstack([gap] + [x for d in digits for x in (d, gap)])
+    buf = io.BytesIO()
+    Image.fromarray(255 - np.pad(row, 10)).resize((row.shape[1] * 3 + 60, 144)).save(buf, "PNG")
+    return buf.getvalue()
