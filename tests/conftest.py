@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -102,3 +104,63 @@ def upload(mnist) -> tuple[bytes, bytes, str]:
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
     return head, body, str(int(mnist.test[1][3]))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, mnist_dir) -> Path:
+    """A run folder from a dry run (two batches): enough for evaluate, inspect, report."""
+    out = tmp_path_factory.mktemp("tiny")
+    args = ["train", "--model", "mlp-small", "--dry-run", "--train-subset", "500"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "mnistlab", *args, "--out-dir", str(out), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=cli_env(mnist_dir),
+    )
+    assert proc.returncode == 0, proc.stderr
+    (run,) = out.iterdir()
+    return run
+
+
+@pytest.fixture
+def tiny_run_copy(tiny_run, tmp_path) -> Path:
+    """A copy of the tiny run, without the pictures training left, that a test may
+    damage or lock."""
+    run = Path(shutil.copytree(tiny_run, tmp_path / "run"))
+    for derived in ("eval", "inspect"):
+        shutil.rmtree(run / derived, ignore_errors=True)
+    return run
+
+
+@pytest.fixture(scope="session")
+def untrained_run(tmp_path_factory) -> Path:
+    """A run folder holding an untrained cnn checkpoint: for what checks the handling of
+    inputs and outputs, not the accuracy."""
+    from mnistlab.models import create_model
+    from mnistlab.runs.checkpoint import save_checkpoint
+
+    folder = tmp_path_factory.mktemp("run")
+    torch.manual_seed(0)
+    save_checkpoint(folder / "best", create_model("cnn"))
+    return folder
+
+
+@pytest.fixture
+def saved_runs(tmp_path):
+    """Two run folders holding an untrained (but valid) cnn checkpoint each, and a PNG."""
+    from mnistlab.models import create_model
+    from mnistlab.runs.checkpoint import save_checkpoint
+    from tests.support.references import randomised
+
+    runs = []
+    for i in range(2):
+        run = tmp_path / f"run{i}"
+        run.mkdir()
+        save_checkpoint(run / "best", randomised(create_model("cnn"), seed=10 + i), {})
+        runs.append(run)
+    png = tmp_path / "digit.png"
+    canvas = np.full((80, 80), 255, np.uint8)
+    canvas[15:65, 35:45] = 0  # a dark "1" on white paper
+    Image.fromarray(canvas).save(png)
+    return runs, png
