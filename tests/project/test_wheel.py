@@ -1,9 +1,12 @@
-"""The small install, as a deployer makes it: a fresh virtual environment with
-``pip install 'mnistlab[web]'`` and nothing else. It has no torch, and it still
-predicts, reads numbers and serves a trained run; what needs torch says so in one line.
+"""The release as a user installs it: ``python -m build`` makes a wheel and an sdist, and
+the wheel goes into a fresh virtual environment with ``pip install 'mnistlab[web]'``
+and nothing else (the small install a deployer makes). It has no torch, and it still
+says its version, predicts, reads numbers and serves a trained run, its page included
+(package data that only a wheel install would miss); what needs torch says so in one
+line.
 
-The wheels come from ``make wheelhouse`` (PyPI, once): the test itself never needs
-the network. Without them it is skipped, and says how to get them.
+The wheels of the dependencies come from ``make wheelhouse`` (PyPI, once): the test
+itself never needs the network. Without them it is skipped, and says how to get them.
 """
 
 from __future__ import annotations
@@ -14,17 +17,20 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from mnistlab._version import __version__
 from tests.support.images import png, row_png
 from tests.support.processes import REPO, cli_env
 
-pytestmark = pytest.mark.slow  # builds a virtual environment and trains the cnn
+pytestmark = pytest.mark.slow  # builds the package and a virtual environment
 
 WHEELHOUSE = Path(os.environ.get("MNISTLAB_WHEELHOUSE", REPO / ".venv" / "wheelhouse"))
 
@@ -34,32 +40,60 @@ def _run(cmd: list, **kw) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory) -> Path:
-    """The bin folder of a fresh venv holding mnistlab[web] from the wheelhouse."""
-    if not (WHEELHOUSE / ".done").is_file():
-        pytest.skip(f"no wheels in {WHEELHOUSE}: run `make wheelhouse` once (needs PyPI)")
-    root = tmp_path_factory.mktemp("small")
-    # a copy of the project, so that building it leaves nothing in the checkout
+def dist(tmp_path_factory) -> Path:
+    """The folder ``python -m build`` wrote the wheel and the sdist into, built offline
+    from a copy of the project (so that building leaves nothing in the checkout)."""
+    root = tmp_path_factory.mktemp("dist")
     project = root / "project"
     project.mkdir()
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md"):
         shutil.copy(REPO / name, project)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     shutil.copytree(REPO / "src", project / "src", ignore=ignore)
-    # the wheel a deployer would install, built by this environment's setuptools
-    wheels = root / "wheels"
-    quiet = ["--disable-pip-version-check", "--quiet", "--no-index"]
-    build = [sys.executable, "-m", "pip", "wheel", *quiet, "--no-deps", "--no-build-isolation"]
-    built = _run([*build, "--wheel-dir", str(wheels), str(project)])
-    assert built.returncode == 0, built.stderr
-    venv = root / "venv"
+    out = root / "dist"
+    # --no-isolation: this environment's setuptools, no download
+    cmd = [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(project)]
+    built = _run(cmd)
+    assert built.returncode == 0, built.stdout + built.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def small(dist, tmp_path_factory) -> Path:
+    """The bin folder of a fresh venv holding mnistlab[web]: the built wheel, and its
+    dependencies from the wheelhouse."""
+    if not (WHEELHOUSE / ".done").is_file():
+        pytest.skip(f"no wheels in {WHEELHOUSE}: run `make wheelhouse` once (needs PyPI)")
+    venv = tmp_path_factory.mktemp("small") / "venv"
     made = _run([sys.executable, "-m", "venv", str(venv)])
     assert made.returncode == 0, made.stderr
+    quiet = ["--disable-pip-version-check", "--quiet", "--no-index"]
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", *quiet]
-    links = ["--find-links", str(WHEELHOUSE), "--find-links", str(wheels)]
+    links = ["--find-links", str(WHEELHOUSE), "--find-links", str(dist)]
     done = _run([*pip, *links, "mnistlab[web]"])
     assert done.returncode == 0, done.stderr
     return venv / "bin"
+
+
+def test_build_makes_a_wheel_and_an_sdist_of_this_version(dist):
+    (wheel,) = dist.glob("*.whl")
+    (sdist,) = dist.glob("*.tar.gz")
+    assert wheel.name == f"mnistlab-{__version__}-py3-none-any.whl"
+    assert sdist.name == f"mnistlab-{__version__}.tar.gz"
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+    assert "mnistlab/serve/web/static/index.html" in names  # the page, as package data
+    assert f"mnistlab-{__version__}.dist-info/licenses/LICENSE" in names
+    with tarfile.open(sdist) as t:
+        members = {m.name.split("/", 1)[1] for m in t.getmembers() if "/" in m.name}
+    assert {"LICENSE", "README.md", "pyproject.toml"} <= members
+    assert "src/mnistlab/serve/web/static/index.html" in members
+
+
+def test_the_installed_wheel_says_its_version(small):
+    proc = _run([str(small / "mnistlab"), "--version"])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["mnistlab", __version__]
 
 
 def test_the_small_install_has_no_torch(small):
