@@ -103,14 +103,19 @@ def test_the_same_weights_load_into_all_three_lenet5s():
 
 
 @pytest.mark.slow
-def test_one_epoch_with_im2col_ends_within_0_3_points_of_torch(tmp_path, mnist_dir):
-    # one epoch of the default recipe on the full training set (~30 s in all here)
+def test_training_with_im2col_ends_within_0_3_points_of_torch(tmp_path, mnist_dir):
+    # The same 150 steps (38,400 images, seed 0: the same batches and initial weights)
+    # with torch's convolution and with the hand-written one. Half an epoch of the
+    # default recipe without augmentation or outliers is enough for lenet5 to pass 95%,
+    # and the two only drift apart by float rounding.
     accs = {}
     for ops in ("torch", "im2col"):
         cfg = TrainConfig(
             model="lenet5",
             model_kwargs={"ops": ops},
-            epochs=1,
+            steps=150,
+            augment="none",
+            outliers=0.0,
             seed=0,
             out_dir=str(tmp_path),
             run_name=ops,

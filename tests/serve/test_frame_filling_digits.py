@@ -136,6 +136,7 @@ def test_a_model_reads_frame_filling_digits_as_well_as_with_a_margin(model, digi
     images, labels = digits
     rng = np.random.default_rng(len(bold))
     got, want = [], []
+    crops = [_cropped(_bold(a, *BOLD[bold])) for a in images]  # once: renderings differ
     for side, dark, fill, noise, jpeg in [
         (28, True, False, 0, None),
         (200, False, False, 0, 60),
@@ -144,8 +145,7 @@ def test_a_model_reads_frame_filling_digits_as_well_as_with_a_margin(model, digi
         (200, False, True, 0, None),
     ]:
         tight, framed = [], []
-        for a in images:
-            c = _cropped(_bold(a, *BOLD[bold]))
+        for c in crops:
             tight.append(to_mnist(_render(c, side, dark, fill, False, noise, jpeg, rng)))
             framed.append(to_mnist(_render(c, side, dark, fill, True, noise, jpeg, rng)))
         got.append((_predict(model, tight) == labels).mean())

@@ -23,7 +23,7 @@ def test_predict_streams_in_bounded_batches_in_input_order(untrained_run, tmp_pa
             stroke_png(tmp_path / f"{i:02d}.png", seed=i)
         files.append(str(tmp_path / f"{i:02d}.png"))
     predictor = load_predictor(untrained_run)
-    inner, sizes = predictor.untrained_run, []
+    inner, sizes = predictor.run, []
 
     def counting(x):
         sizes.append(len(x))

@@ -33,6 +33,7 @@ from ..models._reject import digit_scores, fit_threshold
 from ..runs.checkpoint import load_checkpoint
 from ..runs.folder import json_safe
 from ..serve.export import export_beside
+from ..train.build import DRY_RUN_OUTLIERS
 from .evaluate import predict_logits
 from .metrics import calibration
 
@@ -77,10 +78,13 @@ def _scores(logits: torch.Tensor) -> np.ndarray:
     return digit_scores(torch.softmax(logits.double(), 1).cpu().numpy())
 
 
-def _reject_record(model, val_logits, val_y, test_logits, t: float, device) -> dict:
+def _reject_record(
+    model, val_logits, val_y, test_logits, t: float, device, count: int | None = None
+) -> dict:
     """The reject threshold fitted on validation digits (``val_logits``, calibrated)
-    and validation outliers, and what it does there and on the test split."""
-    outliers = torch.from_numpy(outlier_images("val"))[:, None].to(device)
+    and validation outliers (the first ``count`` of them for dry runs, else all), and
+    what it does there and on the test split."""
+    outliers = torch.from_numpy(outlier_images("val", count))[:, None].to(device)
     out_logits = predict_logits(model, outliers, model.meta.mean, model.meta.std).double() / t
     digits, others = _scores(val_logits), _scores(out_logits)
     threshold = fit_threshold(digits, others)
@@ -118,7 +122,9 @@ def calibrate_checkpoint(
         "test_ece_after": _ece(test_logits / t, test_y),
     }
     if tuple(meta.class_names) == DIGITS:
-        record.update(_reject_record(model, logits / t, y, test_logits / t, t, device))
+        dry = all(c.get("dry_run") for c in configs)
+        count = DRY_RUN_OUTLIERS if dry else None
+        record.update(_reject_record(model, logits / t, y, test_logits / t, t, device, count))
         doc["model"]["reject_threshold"] = record["reject_threshold"]
     doc["model"]["temperature"] = t
     doc["calibration"] = record

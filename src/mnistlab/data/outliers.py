@@ -274,11 +274,14 @@ def render_shape(kind: str, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(img, np.float32) / 255
 
 
-@functools.lru_cache(maxsize=2)
-def outlier_images(split: str = "train") -> np.ndarray:
+@functools.lru_cache(maxsize=4)
+def outlier_images(split: str = "train", count: int | None = None) -> np.ndarray:
     """The ``split`` (``train`` or ``val``) outliers: uint8 ``(N, 28, 28)``, the same on
-    every machine (seeded; fonts from matplotlib). Kept after the first call."""
-    return _made(split)[0]
+    every machine (seeded; fonts from matplotlib). Kept after the first call.
+
+    ``count``: only the first ``count`` of them (the same images, made in the same
+    order), for a dry run, which needs a few and not the seconds all of them take."""
+    return _made(split, count)[0]
 
 
 @functools.lru_cache(maxsize=2)
@@ -288,11 +291,11 @@ def outlier_kinds(split: str = "train") -> np.ndarray:
     return _made(split)[1]
 
 
-def _made(split: str) -> tuple[np.ndarray, np.ndarray]:
+def _made(split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(SEEDS[split])
     fonts = TRAIN_FONTS if split == "train" else VAL_FONTS
     out, kinds = [], []
-    while len(out) < SIZES[split]:
+    while len(out) < min(SIZES[split], count or SIZES[split]):
         if rng.random() < GLYPH_SHARE:
             font = fonts[rng.integers(len(fonts))]
             chars = _covered(font)

@@ -13,7 +13,11 @@ from ..models import create_model
 from .config import TrainConfig
 from .optim import LossFn, make_loss, make_optimizer, make_scheduler
 
-__all__ = ["build_training", "make_train_loader"]
+__all__ = ["DRY_RUN_OUTLIERS", "build_training", "make_train_loader"]
+
+# A dry run's outliers, train and val: the first 512 of each set. Its two batches need
+# a few dozen, and rendering all 20,000 would take most of its time.
+DRY_RUN_OUTLIERS = 512
 
 
 def make_train_loader(
@@ -31,7 +35,8 @@ def make_train_loader(
     outliers = None
     if cfg.outlier_rows():
         # (M, 1, 28, 28) uint8 beside the digits, on their device
-        outliers = torch.from_numpy(outlier_images("train"))[:, None].to(images.device)
+        count = DRY_RUN_OUTLIERS if cfg.dry_run else None
+        outliers = torch.from_numpy(outlier_images("train", count))[:, None].to(images.device)
     return DeviceLoader(
         images,
         labels,
