@@ -47,8 +47,10 @@ $(WHEELHOUSE)/.done: pyproject.toml | $(STAMP)
 	$(BIN)/pip download --quiet --dest $(WHEELHOUSE) --only-binary=:all: '.[web]'
 	touch $@
 
+# one pytest-xdist worker per core; a test file stays on one worker, so that its fixtures
+# are made once (README: Tests)
 test: lint wheelhouse
-	$(BIN)/pytest -q $(ARGS)
+	$(BIN)/pytest -q -n auto --dist loadfile $(ARGS)
 
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)  # atheris harnesses, FUZZ_SECONDS each -> a table (docs/reliability.md)

@@ -44,27 +44,50 @@ def mnist(mnist_dir):
     return load_data("mnist", mnist_dir, "cpu", val_size=5000, seed=0)
 
 
+def made_once(tmp_path_factory, name: str, make) -> Path:
+    """``make(folder)`` once per test session, even across pytest-xdist's workers (``make
+    test`` runs them): the first worker to ask makes ``folder`` while holding a file lock,
+    the others wait for it, then share it."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # this session's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def cnn_cli_run(tmp_path_factory, mnist_dir) -> tuple[Path, str]:
     """(run folder, stdout) of ``mnistlab train --model cnn --epochs 1 --augment none``.
 
     The one full-MNIST training of the suite (the default recipe without its
-    augmentations, about 98% on MNIST test), shared by every test that needs a
-    trained model. Tests may add ``eval/``, ``inspect/`` or ``report.html`` to the
-    folder; none may change the checkpoints.
+    augmentations, about 98% on MNIST test), made once and shared by every test that
+    needs a trained model. Tests may add ``eval/``, ``inspect/`` or ``report.html`` to
+    the folder; none may change the checkpoints (copy it: ``support.files.copy_run``).
     """
-    out = tmp_path_factory.mktemp("cnn-cli")
-    cmd = ["train", "--model", "cnn", "--epochs", "1", "--augment", "none", "--out-dir", str(out)]
-    proc = subprocess.run(
-        [sys.executable, "-m", "mnistlab", *cmd],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=cli_env(mnist_dir),
-    )
-    assert proc.returncode == 0, proc.stderr
-    (run,) = out.iterdir()
-    return run, proc.stdout
+
+    def train(out: Path) -> None:
+        cmd = ["train", "--model", "cnn", "--epochs", "1", "--augment", "none"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "mnistlab", *cmd, "--out-dir", str(out / "runs")],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=cli_env(mnist_dir),
+        )
+        assert proc.returncode == 0, proc.stderr
+        (out / "stdout.txt").write_text(proc.stdout)
+
+    out = made_once(tmp_path_factory, "cnn-cli", train)
+    (run,) = (out / "runs").iterdir()
+    return run, (out / "stdout.txt").read_text()
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import torch
 
 from mnistlab.models import create_model
 from mnistlab.runs.checkpoint import load_checkpoint, save_checkpoint
+from tests.support.files import copy_run
 from tests.support.processes import cli_env
 
 CLI = [sys.executable, "-m", "mnistlab"]
@@ -158,7 +158,8 @@ def _temps(run: Path, pid: int) -> dict[str, Path]:
 
 def test_report_removes_the_temps_of_a_killed_write(trained_run, tmp_path, mnist_dir):
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run, ignore=shutil.ignore_patterns("report.html"))
+    copy_run(trained_run, run)
+    (run / "report.html").unlink(missing_ok=True)
     files = _temps(run, _dead_pid())
     proc = _run(["report", str(run)], cli_env(mnist_dir))
     assert proc.returncode == 0, proc.stderr

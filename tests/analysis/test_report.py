@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import warnings
 
 import pytest
@@ -14,6 +13,7 @@ from mnistlab.analysis.report import write_run_report
 from mnistlab.cli import main
 from tests.support.browser import chromium_page
 from tests.support.cli import fails, immutable
+from tests.support.files import copy_run
 from tests.support.processes import REPO
 
 pytestmark = pytest.mark.slow  # every test here trains, or writes a report from a training
@@ -95,7 +95,7 @@ def test_report_redoes_a_damaged_eval_json(tiny_run_copy, capsys):
 
 def test_report_without_metrics_prints_no_warning(trained_run, tmp_path, capsys):
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
+    copy_run(trained_run, run)
     (run / "metrics.jsonl").write_text("")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")  # the CLI shows them on stderr

@@ -11,6 +11,7 @@ import pytest
 from mnistlab.data import load_split
 from mnistlab.data.outliers import VAL_FONTS, render_glyph, render_shape, to_mnist_frame
 from mnistlab.serve.predict import load_predictor
+from tests.support.files import copy_run
 
 
 @pytest.fixture(scope="module")
@@ -57,12 +58,11 @@ def test_the_threshold_travels_into_the_onnx_file(trained_run, tmp_path):
 
 
 def test_a_broken_threshold_in_a_checkpoint_is_one_clear_error(trained_run, tmp_path):
-    import shutil
 
     from mnistlab.errors import MnistlabError
 
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
+    copy_run(trained_run, run)
     doc = json.loads((run / "best.json").read_text())
     doc["model"]["reject_threshold"] = 7
     (run / "best.json").write_text(json.dumps(doc))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -20,6 +19,7 @@ from mnistlab.models import set_temperature
 from mnistlab.runs.checkpoint import load_checkpoint
 from mnistlab.serve.export import export_onnx
 from mnistlab.serve.predict import load_predictor
+from tests.support.files import copy_run
 from tests.support.images import png, row_png
 from tests.support.processes import Server, cli_env
 
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow  # every test here needs the trained cnn
 @pytest.fixture(scope="module")
 def run_copy(trained_run, tmp_path_factory) -> Path:
     """A copy of the trained run that tests may damage."""
-    return Path(shutil.copytree(trained_run, tmp_path_factory.mktemp("copy") / "run"))
+    return copy_run(trained_run, tmp_path_factory.mktemp("copy") / "run")
 
 
 def _python(code: str, mnist_dir: Path) -> subprocess.CompletedProcess:

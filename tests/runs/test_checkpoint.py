@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -14,7 +13,7 @@ from mnistlab import create_model, load_checkpoint, save_checkpoint
 from mnistlab.cli import main
 from mnistlab.runs.checkpoint import CheckpointError
 from tests.support.cli import error_from, error_line, fails, run_cli
-from tests.support.files import edit_json
+from tests.support.files import copy_run, edit_json
 
 
 @pytest.mark.slow
@@ -88,7 +87,7 @@ def test_evaluate_refuses_a_tampered_checkpoint_in_one_line(checkpoint, mnist_di
 
 def test_deeply_nested_checkpoint_json_is_one_line(trained_run, tmp_path, capsys):
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
+    copy_run(trained_run, run)
     (run / "best.json").write_text("[" * 100_000 + "]" * 100_000)
     assert main(["summary", str(run)]) == 1
     error_from(capsys, "nested too deep")
@@ -97,7 +96,7 @@ def test_deeply_nested_checkpoint_json_is_one_line(trained_run, tmp_path, capsys
 @pytest.mark.parametrize("name", ["best.json", "best.safetensors"])
 def test_a_folder_in_place_of_a_checkpoint_file_is_called_that(trained_run, tmp_path, capsys, name):
     run = tmp_path / "run"
-    shutil.copytree(trained_run, run)
+    copy_run(trained_run, run)
     (run / name).unlink()
     (run / name).mkdir()
     assert main(["summary", str(run)]) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 
@@ -11,3 +12,10 @@ def edit_json(path: Path, change) -> None:
     doc = json.loads(path.read_text())
     change(doc)
     path.write_text(json.dumps(doc))
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    """A copy of a run folder to damage or edit, without what commands derive from it
+    (``eval/``, ``inspect/``): other tests may be writing those into the session's shared
+    run, from another process, while this copies it."""
+    return Path(shutil.copytree(run, dest, ignore=shutil.ignore_patterns("eval", "inspect")))

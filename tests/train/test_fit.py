@@ -222,7 +222,7 @@ TRAIN = [
     "--epochs",
     "2",
     "--train-subset",
-    "6000",
+    "2000",
     "--val-size",
     "1000",
     "--batch-size",
