@@ -111,7 +111,7 @@ def frames(w: int, h: int, count: int = 40) -> Image.Image:
 
 
 def waves(w: int = 4096, h: int = 40, groups: int = 30) -> Image.Image:
-    """Wavy lines side by side, each much wider than high (tests/test_fuzz_regressions.py)."""
+    """Wavy lines side by side, each much wider than high (tests/serve/test_numbers.py)."""
     img = Image.new("L", (w, h), 0)
     draw = ImageDraw.Draw(img)
     span = w // groups

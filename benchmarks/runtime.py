@@ -17,7 +17,7 @@ commands in turn (round-robin), and its median wall time and peak RSS (``wait4``
 ``--old-src``: the ``src/`` of a checkout from before (``git worktree add /tmp/old
 COMMIT``), run by the same Python on the same machine, in the same run, so the two sets
 of figures compare. ``--small-venv``: the small install (core + web, no torch; build it
-as ``tests/test_small_install.py`` does): its size on disk package by package, and the
+as ``tests/project/test_wheel.py`` does): its size on disk package by package, and the
 predict and serve figures again with its ``mnistlab``. ``--ensemble``: an ensemble run,
 for the agreement check. The agreement of the torch-free path with torch is measured on
 1,000 MNIST test digits: the run's ONNX file against torch (calibrated), a plain export

@@ -166,7 +166,7 @@ def training_section() -> list[str]:
     out += [
         "",
         "Open: under torchrun, two ranks training with outliers do not yet end with one "
-        "process's weights to 1e-5 (they do without outliers; tests/test_distributed.py "
+        "process's weights to 1e-5 (they do without outliers; tests/train/test_dist.py "
         "trains without them until this is understood). What is known (the cnn recipe of "
         "the test, 32 steps): the ranks' batches, put together, are exactly one process's "
         "(every pixel and label of the epoch, under torchrun too), and the weights part only "

@@ -2,7 +2,7 @@
 that only mnistlab's own errors may escape, and running libFuzzer through atheris.
 
 atheris is imported only when a harness runs as a script, so the harness modules
-import without it and ``tests/test_fuzz_regressions.py`` replays their ``check``
+import without it and ``tests/fuzz/test_harnesses.py`` replays their ``check``
 functions in CI without atheris installed.
 """
 

@@ -17,6 +17,14 @@ from PIL import Image
 import mnistlab  # noqa: F401  (sets ORT_DISABLE_TELEMETRY before a test imports onnxruntime)
 from tests.support.processes import REPO, cli_env
 
+# Under pytest-xdist (make test) the workers share the cores: each one's torch, and each
+# command it starts, gets its share of threads. Two workers each running 2 OpenMP
+# threads on 2 cores spin against each other; some tests took 4 times as long.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+THREADS = max(1, min(2, (os.cpu_count() or 1) // WORKERS))
+if WORKERS > 1:
+    os.environ["OMP_NUM_THREADS"] = str(THREADS)  # for the commands they start
+
 
 def _mnist_dir() -> Path:
     env = os.environ.get("MNISTLAB_DATA")
@@ -102,7 +110,7 @@ def _isolate(monkeypatch, tmp_path_factory, mnist_dir):
     # mirrors at nothing, and keep torch to the same thread count everywhere.
     monkeypatch.setenv("MNISTLAB_DATA", str(mnist_dir))
     monkeypatch.setenv("MNISTLAB_MIRRORS", "http://127.0.0.1:9/")
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(THREADS)
 
 
 @pytest.fixture(scope="session")

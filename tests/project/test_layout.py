@@ -19,7 +19,7 @@ PKG = REPO / "src" / "mnistlab"
 # what crosses the package's folders, and where it lives
 CROSS_CUTTING = {
     "project": "the layout, the architecture, the wheel, installs without torch, stray files",
-    "browser": "the page and the reports in headless Chromium",
+    "browser": "the drawing page in headless Chromium, drawn on with a mouse",
     "benchmarks": "the scripts in benchmarks/",
     "fuzz": "the harnesses in fuzz/",
     "support": "helpers the tests share (no tests)",

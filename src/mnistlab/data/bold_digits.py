@@ -1,5 +1,5 @@
 """Bold digits that fill their frame, made from MNIST digits: what a scan normalised to
-its box or a digit cropped to its ink looks like (``tests/test_frame_filling_digits.py``,
+its box or a digit cropped to its ink looks like (``tests/serve/test_frame_filling_digits.py``,
 ``benchmarks/frame_filling.py``).
 
 ``cropped(bold(a, 2))`` makes a 28x28 digit 2 px bolder (at 28 px scale) and cuts it to
