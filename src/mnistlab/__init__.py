@@ -8,6 +8,40 @@ Ctrl-C before torch starts loading.
 
 from __future__ import annotations
 
+import os
+import sys
+
+
+def _exit_interrupted(signum, frame) -> None:  # pragma: no cover - runs in a subprocess
+    """Ctrl-C before a command runs: one line and exit status 130 (``mnistlab.cli``)."""
+    try:
+        os.write(2, b"error: interrupted\n")
+    finally:
+        os._exit(130)
+
+
+def _imported_by_python_m() -> bool:
+    """Whether runpy is importing this package for ``python -m mnistlab`` (``sys.argv[0]``
+    is ``"-m"`` while it does)."""
+    if sys.argv[:1] != ["-m"]:
+        return False
+    args = sys.orig_argv[1:]
+    for i, arg in enumerate(args):
+        if arg == "-m":
+            return args[i + 1 : i + 2] == ["mnistlab"]
+        if arg.startswith("-m"):
+            return arg == "-mmnistlab"
+    return False
+
+
+if _imported_by_python_m():
+    # Ctrl-C is one line from here on, also when a busy machine takes its time over the
+    # imports below (mnistlab.cli.run sets the same handler for the console script).
+    # _signal is the C module: `signal` would import enum first.
+    import _signal
+
+    _signal.signal(_signal.SIGINT, _exit_interrupted)
+
 from typing import TYPE_CHECKING
 
 from ._imports import lazy_exports, quiet_libraries

@@ -83,6 +83,9 @@ def test_dry_run_writes_a_run_folder(tmp_path, capsys):
     assert main(["train", "--dry-run", "--out-dir", str(tmp_path)]) == 0
     (run,) = tmp_path.iterdir()
     assert (run / "best.json").is_file() and "dry run" in capsys.readouterr().out
+    # its reject threshold is fitted on the first 512 validation outliers, not all 5,000
+    calibration = json.loads((run / "best.json").read_text())["calibration"]
+    assert calibration["val_outliers"] == 512
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,14 @@ def test_outliers_are_the_same_every_time_and_apart_by_split():
     assert not set(TRAIN_FONTS) & set(VAL_FONTS)
 
 
+def test_a_dry_runs_outliers_are_the_first_of_the_whole_set():
+    # a dry run renders 512 of each set, not 20,000 + 5,000: the same images, in order
+    for split in ("val", "train"):
+        few = outlier_images(split, 512)
+        assert few.shape == (512, 28, 28)
+        assert np.array_equal(few, outlier_images(split)[:512])
+
+
 def test_a_rendered_letter_and_a_drawn_shape_have_ink_where_expected():
     letter = to_mnist_frame(render_glyph("A", "DejaVuSans.ttf"))
     # an A: a point at the top, two legs apart at the bottom

@@ -20,14 +20,9 @@ import os
 import signal
 import sys
 
+from .. import _exit_interrupted
+
 __all__ = ["app", "main", "run"]
-
-
-def _exit_interrupted(signum, frame) -> None:  # pragma: no cover - runs in a subprocess
-    try:
-        os.write(2, b"error: interrupted\n")
-    finally:
-        os._exit(130)
 
 
 def _interrupt_raises() -> None:
