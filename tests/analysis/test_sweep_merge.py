@@ -16,6 +16,7 @@ import pytest
 from mnistlab.analysis.compare import parse_entry
 from mnistlab.analysis.sweep import write_suite
 from mnistlab.cli import main
+from tests.support.cli import error_line
 from tests.support.processes import cli_env
 
 SHARD = ["linear", "mlp-small", "--seeds", "0", "--dry-run"]  # shard 0: linear, 1: mlp-small
@@ -29,13 +30,6 @@ def _compare(mnist_dir: Path, *args: str) -> subprocess.CompletedProcess:
         timeout=600,
         env=cli_env(mnist_dir),
     )
-
-
-def _one_line(proc: subprocess.CompletedProcess, code: int) -> str:
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert proc.returncode == code and len(lines) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr, proc.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +59,7 @@ def _copies(shards: dict[str, Path], tmp_path: Path) -> tuple[Path, Path]:
 def test_shards_trained_with_different_recipes_are_not_merged(shards, mnist_dir, tmp_path):
     merged = tmp_path / "merged"
     s0, s1, other = (str(shards[k]) for k in ("s0", "s1", "other"))
-    line = _one_line(_compare(mnist_dir, "--report", s0, other, "--out", str(merged)), 1)
+    line = error_line(_compare(mnist_dir, "--report", s0, other, "--out", str(merged)), 1)
     assert "another recipe" in line and "augment='none'" in line, line
     assert not (merged / "comparison.json").exists()
     # the shards of one command do merge: it is the recipe that was refused
@@ -81,7 +75,7 @@ def test_a_shared_out_refuses_a_shard_with_another_recipe(shards, mnist_dir, tmp
     shutil.copytree(shards["s0"], shared)
     suite = (shared / "suite.json").read_text()
     args = [*SHARD, "--shard", "1/2", "--augment", "none", "--out", str(shared)]
-    line = _one_line(_compare(mnist_dir, *args), 2)
+    line = error_line(_compare(mnist_dir, *args), 2)
     assert "linear-s0 was trained with another recipe" in line, line
     # refused before it trained or rewrote anything
     assert not (shared / "mlp-small-s0").exists() and not (shared / "comparison.json").exists()
@@ -93,17 +87,17 @@ def test_a_run_of_another_model_in_an_entrys_place_is_refused(shards, mnist_dir,
     s0, s1 = _copies(shards, tmp_path)
     shutil.rmtree(s0 / "linear-s0")
     shutil.copytree(s1 / "mlp-small-s0", s0 / "linear-s0")
-    line = _one_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
+    line = error_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
     assert f"{s0 / 'linear-s0'}: trained with another recipe" in line, line
     assert "model='mlp-small'" in line and not (s0 / "comparison.json").exists()
     # its config.json put back too: the checkpoint itself is still another model's
     shutil.copy(shards["s0"] / "linear-s0" / "config.json", s0 / "linear-s0" / "config.json")
-    line = _one_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
+    line = error_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
     assert "best checkpoint is a 'mlp-small' model, not the 'linear'" in line, line
     # a link in the run's place is the run it points to, and checked as one
     shutil.rmtree(s0 / "linear-s0")
     (s0 / "linear-s0").symlink_to(s1 / "mlp-small-s0", target_is_directory=True)
-    line = _one_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
+    line = error_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
     assert "trained with another recipe" in line and "model='mlp-small'" in line, line
 
 
@@ -115,7 +109,7 @@ def test_a_suite_json_naming_a_run_elsewhere_is_refused(shards, mnist_dir, tmp_p
         doc = json.loads((folder / "suite.json").read_text())
         doc["entries"][0]["runs"] = [elsewhere]
         (folder / "suite.json").write_text(json.dumps(doc))
-    line = _one_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
+    line = error_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
     assert f"{s0 / 'suite.json'}: the runs of entry 'linear'" in line, line
     assert "run that shard's command again" in line and not (s0 / "comparison.json").exists()
 
@@ -136,13 +130,13 @@ def test_a_suite_json_naming_a_run_elsewhere_is_refused(shards, mnist_dir, tmp_p
 def test_a_damaged_run_is_named_in_one_line(damage, needle, shards, mnist_dir, tmp_path):
     s0, s1 = _copies(shards, tmp_path)
     damage(s0 / "linear-s0")
-    line = _one_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
+    line = error_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
     assert needle in line and f"delete the folder {s0 / 'linear-s0'}" in line, line
 
 
 def test_report_on_a_missing_folder_says_so(mnist_dir, tmp_path):
     proc = _compare(mnist_dir, "--report", str(tmp_path / "nope"))
-    assert f"{tmp_path / 'nope'}: no such folder" in _one_line(proc, 1)
+    assert f"{tmp_path / 'nope'}: no such folder" in error_line(proc, 1)
 
 
 # --- a suite.json edited by hand: one line naming it, what is wrong and what to do ---

@@ -10,15 +10,8 @@ import sys
 import pytest
 
 from mnistlab.cli import main
+from tests.support.cli import error_from
 from tests.support.processes import cli_env
-
-
-def _one_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -46,7 +39,7 @@ def test_an_option_the_runs_optimizer_or_schedule_ignores_is_refused(
     args, message, tmp_path, capsys
 ):
     assert main(["train", *args, "--dry-run", "--out-dir", str(tmp_path)]) == 2
-    assert message in _one_line(capsys)
+    assert message in error_from(capsys)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -81,4 +74,4 @@ def test_an_unknown_backend_is_refused_by_its_flag_before_any_model_loads(tmp_pa
     # refused before the run is even looked for: no such run folder exists here
     args = ["predict", str(tmp_path / "run"), str(tmp_path / "d.png"), "--backend", "tensorflow"]
     assert main(args) == 2
-    assert _one_line(capsys) == "error: --backend must be auto, torch or onnx, got 'tensorflow'"
+    assert error_from(capsys) == "error: --backend must be auto, torch or onnx, got 'tensorflow'"

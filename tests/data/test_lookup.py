@@ -29,6 +29,7 @@ from mnistlab.data import (
     mirrors_for,
 )
 from mnistlab.errors import UsageError
+from tests.support.cli import error_line
 from tests.support.processes import REPO, cli_env
 
 SHARED = REPO.parent / "shared" / "data" / "mnist"
@@ -65,15 +66,6 @@ def _cli(*args: str, env_data: Path | str = SHARED, **extra: str):
         env=env,
         timeout=120,
     )
-
-
-def _one_line(proc, code: int) -> str:
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error: "), proc.stderr
-    return lines[0]
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -116,7 +108,7 @@ def test_show_refuses_a_name_that_is_not_png(tmp_path, name):
     out = tmp_path / name
     out.write_text("keep me\n")
     proc = _cli("data", "show", "-n", "2", "-o", str(out))
-    line = _one_line(proc, 2)
+    line = error_line(proc, 2)
     assert "--out" in line and ".png" in line and str(out) in line
     assert out.read_text() == "keep me\n"  # untouched
     assert _ls(tmp_path) == [name]
@@ -125,7 +117,7 @@ def test_show_refuses_a_name_that_is_not_png(tmp_path, name):
 def test_show_refuses_a_folder_named_png(tmp_path):
     out = tmp_path / "grid.png"
     out.mkdir()
-    line = _one_line(_cli("data", "show", "-o", str(out)), 2)
+    line = error_line(_cli("data", "show", "-o", str(out)), 2)
     assert "folder" in line and str(out) in line
 
 
@@ -158,7 +150,7 @@ def test_good_mirror_urls_are_kept(monkeypatch):
 
 def test_cli_download_with_bad_mirror_is_one_line_exit_2(tmp_path):
     proc = _cli("data", "download", "--data-dir", str(tmp_path), MNISTLAB_MIRRORS="notaurl")
-    line = _one_line(proc, 2)
+    line = error_line(proc, 2)
     assert "MNISTLAB_MIRRORS" in line and "'notaurl'" in line and "not a URL" in line
     assert _ls(tmp_path) == []  # nothing created
 
@@ -176,7 +168,7 @@ def test_download_from_a_file_url_mirror(monkeypatch, tmp_path):
 def test_verify_fashion_on_an_mnist_folder_does_not_advise_deleting(tmp_path):
     folder = _link(tmp_path / "data")
     proc = _cli("data", "verify", "--dataset", "fashion-mnist", "--data-dir", str(folder))
-    line = _one_line(proc, 1)
+    line = error_line(proc, 1)
     assert f"{folder} holds mnist, not fashion-mnist" in line
     assert "delete" not in line and "delete" not in proc.stdout
     assert "mnistlab data download --dataset fashion-mnist" in line
@@ -257,7 +249,7 @@ def test_train_only_folder_names_the_two_missing_files(tmp_path):
     assert images.shape == (60000, 28, 28)
 
     proc = _cli("data", "verify", "--data-dir", str(folder))
-    line = _one_line(proc, 1)
+    line = error_line(proc, 1)
     assert f"{NAMES[2]}, {NAMES[3]} missing" in line and str(folder) in line
     assert f"mnistlab data download --dataset mnist --data-dir {folder}" in line
     assert f"{NAMES[0]}: ok" in proc.stdout and f"{NAMES[2]}: missing" in proc.stdout
@@ -308,8 +300,8 @@ def test_data_dir_that_is_a_file_is_a_usage_error(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("not a folder\n")
     for command in ("verify", "info", "download"):
-        line = _one_line(_cli("data", command, "--data-dir", str(afile)), 2)
+        line = error_line(_cli("data", command, "--data-dir", str(afile)), 2)
         assert f"--data-dir {afile} is a file, not a folder" in line
-    line = _one_line(_cli("data", "verify", env_data=afile), 2)
+    line = error_line(_cli("data", "verify", env_data=afile), 2)
     assert f"{afile} (from $MNISTLAB_DATA) is a file" in line
     assert _ls(tmp_path) == ["afile"]

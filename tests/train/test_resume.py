@@ -60,12 +60,6 @@ def _resume_error(run: Path, capsys) -> str:
     return lines[0]
 
 
-def _edit_config(run: Path, change) -> None:
-    doc = json.loads((run / "config.json").read_text())
-    change(doc)
-    (run / "config.json").write_text(json.dumps(doc))
-
-
 @pytest.fixture
 def run(stopped_after_epoch_1, tmp_path) -> Path:
     return Path(shutil.copytree(stopped_after_epoch_1, tmp_path / "run"))
@@ -90,13 +84,13 @@ def test_a_run_whose_metrics_lost_an_epoch_is_refused(run, capsys):
 def test_a_config_with_a_key_deleted_is_refused(run, capsys):
     # a runtime setting: last.json's copy of the recipe cannot see it, and the run
     # would go on logging every 100 steps (the default) instead of its 2
-    _edit_config(run, lambda d: d.pop("log_every"))
+    edit_json(run / "config.json", lambda d: d.pop("log_every"))
     line = _resume_error(run, capsys)
     assert "config.json lacks log_every;" in line and "restore it" in line
 
 
 def test_a_config_with_an_unknown_key_is_refused(run, capsys):
-    _edit_config(run, lambda d: d.update(learning_rate=0.5))
+    edit_json(run / "config.json", lambda d: d.update(learning_rate=0.5))
     line = _resume_error(run, capsys)
     assert "config.json has unknown keys learning_rate;" in line
 
@@ -104,37 +98,6 @@ def test_a_config_with_an_unknown_key_is_refused(run, capsys):
 def test_the_untouched_folder_still_resumes(run):
     result = fit(TrainConfig(), resume=run)
     assert [h["epoch"] for h in result.history] == [1, 2]
-
-
-class _CtrlCAfterEpoch1(Reporter):
-    """Presses Ctrl-C (a real SIGINT to this process) as epoch 1 ends."""
-
-    def epoch_end(self, record: dict) -> None:
-        if record["epoch"] == 1:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
-@pytest.fixture(scope="module")
-def resumable(tmp_path_factory) -> Path:
-    """A tiny run folder stopped by Ctrl-C after epoch 1 of 2."""
-    out = tmp_path_factory.mktemp("resumable")
-    cfg = TrainConfig(
-        model="linear",
-        augment="none",
-        train_subset=256,
-        val_size=128,
-        batch_size=64,
-        epochs=2,
-        out_dir=str(out),
-        run_name="r",
-    )
-    result = fit(cfg, reporter=_CtrlCAfterEpoch1())
-    assert result.interrupted and result.position["epoch"] == 2
-    return result.run_dir
-
-
-def _copy(run: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(run, tmp_path / "run"))
 
 
 RESUME_TAMPERED = {
@@ -168,17 +131,11 @@ RESUME_TAMPERED = {
 
 
 @pytest.mark.parametrize("case", list(RESUME_TAMPERED))
-def test_resume_refuses_an_edited_run_folder_in_one_line(resumable, tmp_path, mnist_dir, case):
+def test_resume_refuses_an_edited_run_folder_in_one_line(run, mnist_dir, case):
     name, change, expect = RESUME_TAMPERED[case]
-    run = _copy(resumable, tmp_path)
     edit_json(run / name, change)
     line = error_line(run_cli(mnist_dir, "train", "--resume", str(run)), 1)
     assert expect in line, line
-
-
-def test_the_untampered_folder_resumes(resumable, tmp_path):
-    result = fit(TrainConfig(), resume=_copy(resumable, tmp_path))
-    assert [h["epoch"] for h in result.history] == [1, 2]
 
 
 def test_a_run_folder_with_only_its_config_says_there_is_nothing_to_resume(tmp_path, mnist_dir):
@@ -200,8 +157,7 @@ def test_a_nonexistent_run_path_says_no_such_folder(tmp_path, mnist_dir, command
     assert "nonexistent.json" not in line
 
 
-def test_corrupt_run_files_are_named_in_one_line(resumable, tmp_path):
-    run = _copy(resumable, tmp_path)
+def test_corrupt_run_files_are_named_in_one_line(run):
     (run / "last.json").write_text("{not json")
     with pytest.raises(MnistlabError, match=r"last\.json: not valid JSON"):
         folder.is_finished(run)

@@ -27,13 +27,12 @@ import torch
 from .._io import atomic_write_json
 from ..data import load_split
 from ..data.loader import load_data
-from ..data.outliers import outlier_images
+from ..data.outliers import DRY_RUN_OUTLIERS, outlier_images
 from ..models import fit_temperature, set_temperature
 from ..models._reject import digit_scores, fit_threshold
 from ..runs.checkpoint import load_checkpoint
 from ..runs.folder import json_safe
 from ..serve.export import export_beside
-from ..train.build import DRY_RUN_OUTLIERS
 from .evaluate import predict_logits
 from .metrics import calibration
 

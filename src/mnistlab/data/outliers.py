@@ -37,7 +37,15 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from scipy import ndimage
 
-__all__ = ["GLYPHS", "SHAPES", "outlier_images", "outlier_kinds", "render_glyph", "to_mnist_frame"]
+__all__ = [
+    "DRY_RUN_OUTLIERS",
+    "GLYPHS",
+    "SHAPES",
+    "outlier_images",
+    "outlier_kinds",
+    "render_glyph",
+    "to_mnist_frame",
+]
 
 # what a person would never call a digit; lookalikes of digits left out (see above)
 LATIN = "ACDEFHJKLMNPRTUVWXYacdefhjkmnprtuvwxy"
@@ -77,6 +85,9 @@ VAL_FONTS = (
     "cmmi10.ttf",
 )
 SIZES = {"train": 20_000, "val": 5_000}
+# A dry run's outliers, train and val: the first 512 of each set. Its two batches need
+# a few dozen, and rendering all 20,000 would take most of its time.
+DRY_RUN_OUTLIERS = 512
 SEEDS = {"train": 1, "val": 2}
 GLYPH_SHARE = 0.6  # the rest are shapes
 RENDER = 64  # glyphs and shapes are drawn this big, then reduced to the 20 px box

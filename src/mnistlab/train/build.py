@@ -8,16 +8,12 @@ import torch
 
 from ..data.augment import make_augment
 from ..data.loader import DeviceLoader
-from ..data.outliers import outlier_images
+from ..data.outliers import DRY_RUN_OUTLIERS, outlier_images
 from ..models import create_model
 from .config import TrainConfig
 from .optim import LossFn, make_loss, make_optimizer, make_scheduler
 
-__all__ = ["DRY_RUN_OUTLIERS", "build_training", "make_train_loader"]
-
-# A dry run's outliers, train and val: the first 512 of each set. Its two batches need
-# a few dozen, and rendering all 20,000 would take most of its time.
-DRY_RUN_OUTLIERS = 512
+__all__ = ["build_training", "make_train_loader"]
 
 
 def make_train_loader(
