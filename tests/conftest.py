@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -52,15 +53,19 @@ def mnist(mnist_dir):
     return load_data("mnist", mnist_dir, "cpu", val_size=5000, seed=0)
 
 
+def _shared_root(tmp_path_factory) -> Path:
+    """This session's temporary folder, above each pytest-xdist worker's own."""
+    root = tmp_path_factory.getbasetemp()
+    return root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+
+
 def made_once(tmp_path_factory, name: str, make) -> Path:
     """``make(folder)`` once per test session, even across pytest-xdist's workers (``make
     test`` runs them): the first worker to ask makes ``folder`` while holding a file lock,
     the others wait for it, then share it."""
     from filelock import FileLock
 
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # this session's folder, above each worker's own
+    root = _shared_root(tmp_path_factory)
     folder, done = root / name, root / f"{name}.done"
     with FileLock(str(root / f"{name}.lock")):
         if not done.exists():
@@ -71,31 +76,59 @@ def made_once(tmp_path_factory, name: str, make) -> Path:
     return folder
 
 
+# The suite's one full-MNIST training: the default recipe without its augmentations,
+# one epoch (about 98% on MNIST test).
+CNN_TRAIN = ["train", "--model", "cnn", "--epochs", "1", "--augment", "none"]
+
+
+def _start_cnn_training(tmp_path_factory) -> Path:
+    """Start ``mnistlab CNN_TRAIN`` in the background, once per session (the first
+    worker to ask starts it), so that the workers go on with other tests while it
+    trains; ``cnn-cli/rc`` appears when it has ended."""
+    from filelock import FileLock
+
+    root = _shared_root(tmp_path_factory)
+    folder = root / "cnn-cli"
+    with FileLock(str(root / "cnn-cli.lock")):
+        if not folder.exists():
+            folder.mkdir()
+            cmd = [sys.executable, "-m", "mnistlab", *CNN_TRAIN, "--out-dir", "runs"]
+            script = '"$@" >stdout.txt 2>stderr.txt; echo $? >rc.tmp && mv rc.tmp rc'
+            subprocess.Popen(
+                ["sh", "-c", script, "sh", *cmd],
+                cwd=folder,
+                env=cli_env(_mnist_dir()),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+    return folder
+
+
+@pytest.hookimpl(trylast=True)  # after -m and -k have deselected what will not run
+def pytest_collection_modifyitems(session, config, items):
+    if any("cnn_cli_run" in item.fixturenames for item in items):
+        _start_cnn_training(config._tmp_path_factory)
+
+
 @pytest.fixture(scope="session")
-def cnn_cli_run(tmp_path_factory, mnist_dir) -> tuple[Path, str]:
+def cnn_cli_run(tmp_path_factory) -> tuple[Path, str]:
     """(run folder, stdout) of ``mnistlab train --model cnn --epochs 1 --augment none``.
 
     The one full-MNIST training of the suite (the default recipe without its
-    augmentations, about 98% on MNIST test), made once and shared by every test that
-    needs a trained model. Tests may add ``eval/``, ``inspect/`` or ``report.html`` to
-    the folder; none may change the checkpoints (copy it: ``support.files.copy_run``).
+    augmentations, about 98% on MNIST test), started in the background as the session
+    collects its tests, and shared by every test that needs a trained model. Tests may
+    add ``eval/``, ``inspect/`` or ``report.html`` to the folder; none may change the
+    checkpoints (copy it: ``support.files.copy_run``).
     """
-
-    def train(out: Path) -> None:
-        cmd = ["train", "--model", "cnn", "--epochs", "1", "--augment", "none"]
-        proc = subprocess.run(
-            [sys.executable, "-m", "mnistlab", *cmd, "--out-dir", str(out / "runs")],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env=cli_env(mnist_dir),
-        )
-        assert proc.returncode == 0, proc.stderr
-        (out / "stdout.txt").write_text(proc.stdout)
-
-    out = made_once(tmp_path_factory, "cnn-cli", train)
-    (run,) = (out / "runs").iterdir()
-    return run, (out / "stdout.txt").read_text()
+    folder = _start_cnn_training(tmp_path_factory)  # started already, unless asked late
+    rc, deadline = folder / "rc", time.monotonic() + 900
+    while not rc.exists():
+        assert time.monotonic() < deadline, "the shared cnn did not finish training in 15 min"
+        time.sleep(0.2)
+    assert rc.read_text().strip() == "0", (folder / "stderr.txt").read_text()
+    (run,) = (folder / "runs").iterdir()
+    return run, (folder / "stdout.txt").read_text()
 
 
 @pytest.fixture(scope="session")
