@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mnistlab.analysis.sweep import fair_threads, parse_shard
 from mnistlab.errors import UsageError
-from tests.support.processes import cli_env
+from tests.support.cli import run_main
 
 ENTRIES = ["linear", "mlp-small"]
 SEEDS = "0,1"
@@ -38,14 +37,10 @@ def test_fair_threads_share_the_cores():
     assert fair_threads(4 * cores) == 1  # never zero
 
 
-def _compare(mnist_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mnistlab", "compare", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=cli_env(mnist_dir),
-    )
+def _compare(*args: str) -> subprocess.CompletedProcess:
+    # in this process: what is tested is what the command does (--jobs starts real
+    # processes of its own)
+    return run_main("compare", *args)
 
 
 def _accs(folder: Path) -> dict:
@@ -54,11 +49,11 @@ def _accs(folder: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_shards_merged_equal_one_machine_running_them_in_parallel(tmp_path, mnist_dir):
+def test_shards_merged_equal_one_machine_running_them_in_parallel(tmp_path):
     whole, s0, s1 = tmp_path / "whole", tmp_path / "s0", tmp_path / "s1"
     common = [*ENTRIES, "--seeds", SEEDS, "--dry-run"]
 
-    proc = _compare(mnist_dir, *common, "--jobs", "2", "--out", str(whole))
+    proc = _compare(*common, "--jobs", "2", "--out", str(whole))
     assert proc.returncode == 0, proc.stderr
     threads = {
         json.loads((r / "config.json").read_text())["threads"]
@@ -68,7 +63,7 @@ def test_shards_merged_equal_one_machine_running_them_in_parallel(tmp_path, mnis
     assert threads == {fair_threads(2)}  # each of the 2 jobs got its share of the cores
 
     for i, folder in enumerate((s0, s1)):
-        proc = _compare(mnist_dir, *common, "--shard", f"{i}/2", "--out", str(folder))
+        proc = _compare(*common, "--shard", f"{i}/2", "--out", str(folder))
         assert proc.returncode == 0, proc.stderr
         assert f"shard {i}/2: its 2 runs are done" in proc.stdout
         assert not (folder / "comparison.json").exists()  # half a comparison is none
@@ -76,12 +71,12 @@ def test_shards_merged_equal_one_machine_running_them_in_parallel(tmp_path, mnis
     assert sorted(p.name for p in s0.iterdir() if p.is_dir()) == ["linear-s0", "mlp-small-s0"]
     assert sorted(p.name for p in s1.iterdir() if p.is_dir()) == ["linear-s1", "mlp-small-s1"]
 
-    alone = _compare(mnist_dir, "--report", str(s0))
+    alone = _compare("--report", str(s0))
     assert alone.returncode == 1 and "2 runs are not finished" in alone.stderr
     assert "linear-s1" in alone.stderr and "Traceback" not in alone.stderr
 
     merged = tmp_path / "merged"
-    proc = _compare(mnist_dir, "--report", str(s0), str(s1), "--out", str(merged))
+    proc = _compare("--report", str(s0), str(s1), "--out", str(merged))
     assert proc.returncode == 0, proc.stderr
     got, want = _accs(merged), _accs(whole)
     assert got.keys() == want.keys() == set(ENTRIES)
@@ -91,26 +86,22 @@ def test_shards_merged_equal_one_machine_running_them_in_parallel(tmp_path, mnis
 
 
 @pytest.mark.slow
-def test_merging_two_different_comparisons_is_refused(tmp_path, mnist_dir):
+def test_merging_two_different_comparisons_is_refused(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    assert (
-        _compare(mnist_dir, *ENTRIES, "--seeds", "0", "--dry-run", "--out", str(a)).returncode == 0
-    )
-    assert (
-        _compare(mnist_dir, *ENTRIES, "--seeds", "1", "--dry-run", "--out", str(b)).returncode == 0
-    )
-    proc = _compare(mnist_dir, "--report", str(a), str(b))
+    assert _compare(*ENTRIES, "--seeds", "0", "--dry-run", "--out", str(a)).returncode == 0
+    assert _compare(*ENTRIES, "--seeds", "1", "--dry-run", "--out", str(b)).returncode == 0
+    proc = _compare("--report", str(a), str(b))
     assert proc.returncode == 1 and "another comparison" in proc.stderr
-    proc = _compare(mnist_dir, "--report", str(tmp_path))
+    proc = _compare("--report", str(tmp_path))
     assert proc.returncode == 1 and "no suite.json" in proc.stderr
 
 
-def test_bad_shard_and_jobs_are_usage_errors(mnist_dir):
+def test_bad_shard_and_jobs_are_usage_errors():
     for args, needle in (
         (["--shard", "2/2"], "--shard"),
         (["--shard", "0/0"], "--shard 0/0: n must be 1 or more"),
         (["--jobs", "0"], "--jobs"),
         (["--report"], "--report takes the comparison folders"),
     ):
-        proc = _compare(mnist_dir, *(ENTRIES if args[0] != "--report" else []), *args)
+        proc = _compare(*(ENTRIES if args[0] != "--report" else []), *args)
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr

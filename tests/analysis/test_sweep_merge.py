@@ -1,14 +1,13 @@
 """``mnistlab compare --report`` merges only shards of one command: the same entries,
 seeds and recipe (suite.json records it), every run the one its entry names, and a
-suite.json edited by hand refused in one line. Real shard folders (dry runs), the
-real CLI in a subprocess."""
+suite.json edited by hand refused in one line. Real shard folders (dry runs) made by
+the real command line."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,34 +15,29 @@ import pytest
 from mnistlab.analysis.compare import parse_entry
 from mnistlab.analysis.sweep import write_suite
 from mnistlab.cli import main
-from tests.support.cli import error_line
-from tests.support.processes import cli_env
+from tests.support.cli import error_line, run_main
 
 SHARD = ["linear", "mlp-small", "--seeds", "0", "--dry-run"]  # shard 0: linear, 1: mlp-small
 
 
-def _compare(mnist_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "mnistlab", "compare", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=cli_env(mnist_dir),
-    )
+def _compare(*args: str) -> subprocess.CompletedProcess:
+    # in this process: what is tested is what the command does (--jobs starts real
+    # processes of its own)
+    return run_main("compare", *args)
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory, mnist_dir) -> dict[str, Path]:
+def shards(tmp_path_factory) -> dict[str, Path]:
     """Shard 0 and shard 1 of one command, and a shard 1 with another recipe."""
     root = tmp_path_factory.mktemp("shards")
     made = {}
     for key, extra in (("s0", ["--shard", "0/2"]), ("s1", ["--shard", "1/2"])):
         made[key] = root / key
-        proc = _compare(mnist_dir, *SHARD, *extra, "--out", str(made[key]))
+        proc = _compare(*SHARD, *extra, "--out", str(made[key]))
         assert proc.returncode == 0, proc.stderr
     made["other"] = root / "other"  # the same runs, but trained on unaugmented images
     args = [*SHARD, "--shard", "1/2", "--augment", "none", "--out", str(made["other"])]
-    proc = _compare(mnist_dir, *args)
+    proc = _compare(*args)
     assert proc.returncode == 0, proc.stderr
     return made
 
@@ -56,26 +50,26 @@ def _copies(shards: dict[str, Path], tmp_path: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
-def test_shards_trained_with_different_recipes_are_not_merged(shards, mnist_dir, tmp_path):
+def test_shards_trained_with_different_recipes_are_not_merged(shards, tmp_path):
     merged = tmp_path / "merged"
     s0, s1, other = (str(shards[k]) for k in ("s0", "s1", "other"))
-    line = error_line(_compare(mnist_dir, "--report", s0, other, "--out", str(merged)), 1)
+    line = error_line(_compare("--report", s0, other, "--out", str(merged)), 1)
     assert "another recipe" in line and "augment='none'" in line, line
     assert not (merged / "comparison.json").exists()
     # the shards of one command do merge: it is the recipe that was refused
-    proc = _compare(mnist_dir, "--report", s0, s1, "--out", str(merged))
+    proc = _compare("--report", s0, s1, "--out", str(merged))
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((merged / "comparison.json").read_text())["rows"]
     assert [(r["label"], r["model"]) for r in rows] == [("linear", "linear"), *[("mlp-small",) * 2]]
 
 
 @pytest.mark.slow
-def test_a_shared_out_refuses_a_shard_with_another_recipe(shards, mnist_dir, tmp_path):
+def test_a_shared_out_refuses_a_shard_with_another_recipe(shards, tmp_path):
     shared = tmp_path / "shared"
     shutil.copytree(shards["s0"], shared)
     suite = (shared / "suite.json").read_text()
     args = [*SHARD, "--shard", "1/2", "--augment", "none", "--out", str(shared)]
-    line = error_line(_compare(mnist_dir, *args), 2)
+    line = error_line(_compare(*args), 2)
     assert "linear-s0 was trained with another recipe" in line, line
     # refused before it trained or rewrote anything
     assert not (shared / "mlp-small-s0").exists() and not (shared / "comparison.json").exists()
@@ -83,33 +77,33 @@ def test_a_shared_out_refuses_a_shard_with_another_recipe(shards, mnist_dir, tmp
 
 
 @pytest.mark.slow
-def test_a_run_of_another_model_in_an_entrys_place_is_refused(shards, mnist_dir, tmp_path):
+def test_a_run_of_another_model_in_an_entrys_place_is_refused(shards, tmp_path):
     s0, s1 = _copies(shards, tmp_path)
     shutil.rmtree(s0 / "linear-s0")
     shutil.copytree(s1 / "mlp-small-s0", s0 / "linear-s0")
-    line = error_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
+    line = error_line(_compare("--report", str(s0), str(s1)), 1)
     assert f"{s0 / 'linear-s0'}: trained with another recipe" in line, line
     assert "model='mlp-small'" in line and not (s0 / "comparison.json").exists()
     # its config.json put back too: the checkpoint itself is still another model's
     shutil.copy(shards["s0"] / "linear-s0" / "config.json", s0 / "linear-s0" / "config.json")
-    line = error_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
+    line = error_line(_compare("--report", str(s0), str(s1)), 1)
     assert "best checkpoint is a 'mlp-small' model, not the 'linear'" in line, line
     # a link in the run's place is the run it points to, and checked as one
     shutil.rmtree(s0 / "linear-s0")
     (s0 / "linear-s0").symlink_to(s1 / "mlp-small-s0", target_is_directory=True)
-    line = error_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
+    line = error_line(_compare("--report", str(s0), str(s1)), 1)
     assert "trained with another recipe" in line and "model='mlp-small'" in line, line
 
 
 @pytest.mark.slow
-def test_a_suite_json_naming_a_run_elsewhere_is_refused(shards, mnist_dir, tmp_path):
+def test_a_suite_json_naming_a_run_elsewhere_is_refused(shards, tmp_path):
     s0, s1 = _copies(shards, tmp_path)
     elsewhere = str((s1 / "mlp-small-s0").resolve())  # finished, but another entry's run
     for folder in (s0, s1):  # both edited alike, or they would be two comparisons
         doc = json.loads((folder / "suite.json").read_text())
         doc["entries"][0]["runs"] = [elsewhere]
         (folder / "suite.json").write_text(json.dumps(doc))
-    line = error_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
+    line = error_line(_compare("--report", str(s0), str(s1)), 1)
     assert f"{s0 / 'suite.json'}: the runs of entry 'linear'" in line, line
     assert "run that shard's command again" in line and not (s0 / "comparison.json").exists()
 
@@ -127,15 +121,15 @@ def test_a_suite_json_naming_a_run_elsewhere_is_refused(shards, mnist_dir, tmp_p
     ],
     ids=["no best.json", "no epochs", "an epoch without its numbers"],
 )
-def test_a_damaged_run_is_named_in_one_line(damage, needle, shards, mnist_dir, tmp_path):
+def test_a_damaged_run_is_named_in_one_line(damage, needle, shards, tmp_path):
     s0, s1 = _copies(shards, tmp_path)
     damage(s0 / "linear-s0")
-    line = error_line(_compare(mnist_dir, "--report", str(s0), str(s1)), 1)
+    line = error_line(_compare("--report", str(s0), str(s1)), 1)
     assert needle in line and f"delete the folder {s0 / 'linear-s0'}" in line, line
 
 
-def test_report_on_a_missing_folder_says_so(mnist_dir, tmp_path):
-    proc = _compare(mnist_dir, "--report", str(tmp_path / "nope"))
+def test_report_on_a_missing_folder_says_so(tmp_path):
+    proc = _compare("--report", str(tmp_path / "nope"))
     assert f"{tmp_path / 'nope'}: no such folder" in error_line(proc, 1)
 
 

@@ -79,5 +79,11 @@ def test_ctrl_c_early_is_one_line_and_exit_130(entry, command, tmp_path, mnist_d
         else:
             run = request.getfixturevalue("tiny_run")
             args = ["evaluate", str(run), "--out", str(out_dir), "--device", "cpu"]
-        rc, out, err = _interrupt([*cmd, *args], base + moment, cli_env(mnist_dir))
+        for _ in range(3):
+            rc, out, err = _interrupt([*cmd, *args], base + moment, cli_env(mnist_dir))
+            if not (rc == -signal.SIGINT and out == err == ""):
+                break
+            # killed silently by the default action: the signal came before the
+            # interpreter had started (a busy machine); that moment tested nothing
+            base = _startup_seconds()
         _check_interrupted(rc, out, err, moment)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -55,6 +56,16 @@ def run_cli(mnist_dir: Path, *args, timeout: int = 120, **kwargs) -> subprocess.
         env=cli_env(mnist_dir),
         **kwargs,
     )
+
+
+def run_main(*args) -> subprocess.CompletedProcess:
+    """``mnistlab ARGS`` run by ``main`` in this process, its output captured, as
+    ``run_cli`` returns it: for tests of what a command does, not of how a process starts
+    or ends (tests/cli/ has those). A new process costs a second or two of imports."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(["mnistlab", *args], code, out.getvalue(), err.getvalue())
 
 
 def error_line(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:

@@ -8,7 +8,7 @@ import pytest
 from mnistlab import TrainConfig
 from mnistlab.cli import main
 from mnistlab.errors import UsageError
-from tests.support.cli import error_from, error_line, run_cli
+from tests.support.cli import error_from, error_line, run_main
 
 
 @pytest.mark.parametrize(
@@ -35,21 +35,21 @@ from tests.support.cli import error_from, error_line, run_cli
         (["--batch-size", "10000000"], "--batch-size must be at least 1 and at most"),
     ],
 )
-def test_absurd_training_values_are_refused_in_one_line(tmp_path, mnist_dir, args, expect):
-    proc = run_cli(mnist_dir, "train", *args, "--dry-run", "--out-dir", str(tmp_path))
+def test_absurd_training_values_are_refused_in_one_line(tmp_path, args, expect):
+    proc = run_main("train", *args, "--dry-run", "--out-dir", tmp_path)
     line = error_line(proc, 2)
     assert expect in line, line
     assert list(tmp_path.iterdir()) == []  # refused before a run folder was made
 
 
-def test_loss_mse_alone_is_not_refused_for_the_default_label_smoothing(tmp_path, mnist_dir):
+def test_loss_mse_alone_is_not_refused_for_the_default_label_smoothing(tmp_path):
     # the default recipe smooths labels (0.1), which only cross-entropy takes: `--loss mse`
     # must not fail on a flag the user never gave. The bad --augment is only there to stop
     # the command right after the label smoothing check passed.
     args = ["--loss", "mse", "--augment", "bogus", "--out-dir", str(tmp_path)]
-    line = error_line(run_cli(mnist_dir, "train", *args), 2)
+    line = error_line(run_main("train", *args), 2)
     assert "--augment must be" in line and "label" not in line
-    line = error_line(run_cli(mnist_dir, "train", *args[:2], "--label-smoothing", "0.1"), 2)
+    line = error_line(run_main("train", *args[:2], "--label-smoothing", "0.1"), 2)
     assert "--label-smoothing works with loss ce only; set it to 0" in line
 
 
