@@ -5,8 +5,6 @@ through evaluate, predict (plain, TTA, numbers, ONNX) and inspect."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -22,8 +20,7 @@ from mnistlab.models import (
 )
 from mnistlab.runs.checkpoint import save_checkpoint
 from mnistlab.serve.predict import load_predictor
-from tests.support.cli import error_from
-from tests.support.processes import cli_env
+from tests.support.cli import error_from, run_main
 from tests.support.references import (
     MNIST_MEAN,
     MNIST_STD,
@@ -31,9 +28,6 @@ from tests.support.references import (
     ort_session,
     tta_probs_by_hand,
 )
-
-CLI = [sys.executable, "-m", "mnistlab"]
-
 
 # --- bad input that needs no trained model (one line, no traceback) ------------------
 
@@ -91,7 +85,7 @@ def test_ensemble_of_runs_with_other_classes_is_refused(saved_runs, tmp_path, ca
 
 
 @pytest.fixture(scope="module")
-def second_run(tmp_path_factory, mnist_dir):
+def second_run(tmp_path_factory):
     """A cheap second run of another architecture and another normalisation: ``fast``,
     one epoch on 2,000 images without outliers, mean 0.5 / std 0.5, seed 1 (about 80% on
     MNIST test)."""
@@ -99,30 +93,17 @@ def second_run(tmp_path_factory, mnist_dir):
     cmd = ["train", "--model", "fast", "--epochs", "1", "--augment", "none"]
     cmd += ["--train-subset", "2000", "--mean", "0.5", "--std", "0.5", "--seed", "1"]
     cmd += ["--outliers", "0", "--threads", "1", "--out-dir", str(out)]
-    proc = subprocess.run(
-        [*CLI, *cmd],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=cli_env(mnist_dir),
-    )
+    proc = run_main(*cmd)
     assert proc.returncode == 0, proc.stderr
     (run,) = out.iterdir()
     return run
 
 
 @pytest.fixture(scope="module")
-def ensemble_run(tmp_path_factory, trained_run, second_run, mnist_dir):
+def ensemble_run(tmp_path_factory, trained_run, second_run):
     """(folder, completed process) of ``mnistlab ensemble CNN FAST -o DIR``."""
     out = tmp_path_factory.mktemp("ens") / "ens"
-    proc = subprocess.run(
-        [*CLI, "ensemble", str(trained_run), str(second_run), "-o", str(out), "--device", "cpu"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=cli_env(mnist_dir),
-    )
-    return out, proc
+    return out, run_main("ensemble", trained_run, second_run, "-o", out, "--device", "cpu")
 
 
 def _member_probs(run, images: torch.Tensor) -> torch.Tensor:
