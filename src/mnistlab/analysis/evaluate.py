@@ -51,21 +51,28 @@ def predict_probs(
     return F.softmax(predict_logits(model, images, mean, std, batch_size), 1)
 
 
-def _uncalibrated(model: nn.Module, logits: torch.Tensor, images, batch_size: int):
-    """The logits as they were before the model's temperature divided them."""
+@torch.inference_mode()
+def _logits_before_and_after(model: nn.Module, images, batch_size: int):
+    """(the logits after the model's temperature, as users get them; the logits as they
+    were before it divided them), both ``(N, C)`` float32 on the CPU, in one pass."""
     from ..models import TestTimeAugmentation
 
-    t = model.meta.temperature
-    if t == 1.0:
-        return logits
-    if not isinstance(model, TestTimeAugmentation):
-        return logits * t  # the forward hook divided the output by t
-    # with TTA the temperature divides each view's logits before they are averaged
-    model.meta.temperature = 1.0
-    try:
-        return predict_logits(model, images, model.meta.mean, model.meta.std, batch_size)
-    finally:
-        model.meta.temperature = t
+    meta = model.meta
+    t = meta.temperature
+    if not isinstance(model, TestTimeAugmentation):  # the forward hook divides by t
+        logits = predict_logits(model, images, meta.mean, meta.std, batch_size)
+        return logits, logits * t
+    # with TTA the temperature divides each view's logits before they are averaged:
+    # keep the views' logits, and average them both ways
+    model.eval()
+    views = torch.cat(
+        [
+            model.view_logits(normalize(images[i : i + batch_size], meta.mean, meta.std)).cpu()
+            for i in range(0, len(images), batch_size)
+        ],
+        dim=1,
+    )  # (V, N, C)
+    return model.average(views), model.average(views * t)
 
 
 def reject_summary(probs: torch.Tensor, labels: torch.Tensor, threshold: float | None) -> dict:
@@ -105,7 +112,7 @@ def write_evaluation(
     meta = model.meta
     names = list(meta.class_names)
     out = Path(out_dir)
-    logits = predict_logits(model, images, meta.mean, meta.std, batch_size)
+    logits, uncalibrated = _logits_before_and_after(model, images, batch_size)
     probs = F.softmax(logits, 1)  # what users see: after the model's temperature, if any
     labels_cpu = labels.cpu()
     preds = probs.argmax(1)
@@ -153,9 +160,7 @@ def write_evaluation(
         "ece": cal["ece"],
         "temperature": meta.temperature,
         # before calibration: the logits as they were before the temperature divided them
-        "ece_uncalibrated": calibration(
-            F.softmax(_uncalibrated(model, logits, images, batch_size), 1), labels_cpu
-        )["ece"],
+        "ece_uncalibrated": calibration(F.softmax(uncalibrated, 1), labels_cpu)["ece"],
         "reject": reject_summary(probs, labels_cpu, meta.reject_threshold),
         "per_class": {names[i]: row for i, row in enumerate(per_class(cm))},
         "confusion": cm.tolist(),

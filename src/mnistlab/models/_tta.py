@@ -46,7 +46,9 @@ class TestTimeAugmentation(nn.Module):
         grids = torch.cat([_grid(*v) for v in views])  # (V, 28, 28, 2)
         self.register_buffer("grids", grids, persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, 1, 28, 28), normalised
+    def view_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's logits ``(V, N, C)`` for each view of ``x`` (normalised ``(N, 1,
+        28, 28)``), after its temperature."""
         m = self.meta
         raw = x * m.std + m.mean  # moved in pixel values, so the new border is background (0)
         n = x.shape[0]
@@ -54,9 +56,16 @@ class TestTimeAugmentation(nn.Module):
             F.grid_sample(raw, g.expand(n, -1, -1, -1), align_corners=False) for g in self.grids
         ]
         batch = (torch.cat(views) - m.mean) / m.std  # (V * N, 1, 28, 28)
-        log_probs = F.log_softmax(self.model(batch).float(), dim=1)  # (V * N, C)
-        log_probs = log_probs.reshape(len(self.grids), n, -1)  # (V, N, C)
-        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.grids))
+        return self.model(batch).float().reshape(len(self.grids), n, -1)  # (V, N, C)
+
+    @staticmethod
+    def average(view_logits: torch.Tensor) -> torch.Tensor:
+        """The log of the mean probability over the views: ``(V, N, C)`` -> ``(N, C)``."""
+        log_probs = F.log_softmax(view_logits, dim=2)
+        return torch.logsumexp(log_probs, dim=0) - math.log(view_logits.shape[0])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (N, 1, 28, 28), normalised
+        return self.average(self.view_logits(x))
 
 
 def with_tta(model: nn.Module) -> TestTimeAugmentation:
