@@ -102,3 +102,20 @@ def test_report_without_metrics_prints_no_warning(trained_run, tmp_path, capsys)
         assert main(["report", str(run)]) == 0
     assert [str(w.message) for w in caught] == []
     assert capsys.readouterr().err.strip() == ""
+
+
+def test_report_redraws_the_curves_only_when_the_metrics_changed(tiny_run_copy, capsys):
+    import os
+
+    curves, metrics = tiny_run_copy / "curves.png", tiny_run_copy / "metrics.jsonl"
+    drawn = curves.stat().st_mtime_ns
+    assert drawn > metrics.stat().st_mtime_ns  # training drew them after its last epoch
+    assert main(["report", str(tiny_run_copy)]) == 0, capsys.readouterr().err
+    assert curves.stat().st_mtime_ns == drawn  # up to date: kept
+    later = drawn + 10**9  # the metrics change after the curves were drawn
+    os.utime(metrics, ns=(later, later))
+    assert main(["report", str(tiny_run_copy)]) == 0, capsys.readouterr().err
+    assert curves.stat().st_mtime_ns != drawn  # redrawn
+    curves.unlink()  # gone: drawn again
+    assert main(["report", str(tiny_run_copy)]) == 0, capsys.readouterr().err
+    assert curves.is_file()

@@ -121,6 +121,15 @@ def _reject_cards(r: dict) -> list[tuple[str, str]]:
     ]
 
 
+def _newer(derived: Path, source: Path) -> bool:
+    """Whether ``derived`` was written after ``source`` last changed (equal times, at the
+    clock's resolution, are not)."""
+    try:
+        return derived.stat().st_mtime_ns > source.stat().st_mtime_ns
+    except OSError:
+        return False
+
+
 def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | None = None) -> Path:
     """Write ``run_dir/report.html``; evaluates the best checkpoint first if needed."""
     from ..data import load_split
@@ -146,7 +155,8 @@ def write_run_report(run_dir: str | os.PathLike, data_dir: str | os.PathLike | N
         ) from None
     for folder in (run, run / "eval"):  # temps a killed report (or training) left
         remove_stale_temps(folder)
-    write_curves(run)
+    if not _newer(run / "curves.png", run / "metrics.jsonl"):  # training draws it each epoch
+        write_curves(run)
     model, doc = load_checkpoint(checkpoint_json(run))
     eval_json = run / "eval" / "eval.json"
     ev = _read_eval(eval_json)
