@@ -159,6 +159,7 @@ def test_quick_bench_writes_every_section(quick_results):
     ):
         assert heading in text
     assert "--quick" in text and f"torch {torch.__version__}" in text
+    assert "smoke run on 2,048 training images and 2,048 test images" in text
     data = json.loads(quick_results.with_suffix(".json").read_text())
     assert data["quick"] is True
     assert data["budget"] == json.loads(json.dumps(QUICK.__dict__))
@@ -172,6 +173,8 @@ def test_quick_bench_writes_every_section(quick_results):
         assert len(d["seconds"][kind]) == 1 and _positive_finite(*d["seconds"][kind])
         assert d["median"][kind] == statistics.median(d["seconds"][kind])
         assert all(0 <= a <= 1 for a in d["test_acc"][kind])
+        # scored on the smoke run's first 2,048 test images: a count of them right
+        assert all(abs(a * 2048 - round(a * 2048)) < 1e-6 for a in d["test_acc"][kind])
         assert f"{d['median'][kind]:.2f} s" in text
     assert data["data"]["speedup"] == pytest.approx(
         data["data"]["median"]["per-sample"] / data["data"]["median"]["device"]

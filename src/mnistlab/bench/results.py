@@ -25,6 +25,7 @@ __all__ = ["SECTIONS", "run_bench"]
 SECTIONS = ("data", "time99", "inference", "scaling", "choices", "preprocess", "speedrun")
 QUICK = Budget(
     images=2048,
+    test_images=2048,
     repeats=1,
     seeds=1,
     canonical_seeds=1,
@@ -145,11 +146,12 @@ def _s(v: float | None) -> str:
 
 def to_markdown(r: dict) -> str:
     m = r["machine"]
-    cmd = (
-        "`mnistlab bench --quick` (a smoke run: its figures mean nothing)"
-        if r["quick"]
-        else "`mnistlab bench`"
-    )
+    cmd = "`mnistlab bench`"
+    if r["quick"]:
+        b = r["budget"]
+        on = f" on {b['images']:,} training images" if b.get("images") else ""
+        on += f" and {b['test_images']:,} test images" if b.get("test_images") else ""
+        cmd = f"`mnistlab bench --quick` (a smoke run{on}: its figures mean nothing)"
     lines = [
         "# mnistlab bench results",
         "",

@@ -29,6 +29,7 @@ class Budget:
     """How much of each measurement to run: the full benchmark or the CI smoke run."""
 
     images: int | None = None  # train on the first N images only (None: all)
+    test_images: int | None = None  # evaluate on the first N test images only (None: all)
     repeats: int = 3  # data path: epochs per loader
     seeds: int = 5  # time to 99%
     canonical_seeds: int = 5
@@ -55,6 +56,13 @@ def _train_split(data: MnistData, budget: Budget) -> tuple[torch.Tensor, torch.T
     return (x[: budget.images], y[: budget.images]) if budget.images else (x, y)
 
 
+def eval_split(data: MnistData, budget: Budget) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test images the accuracies are measured on: all, or the smoke run's first few."""
+    x, y = data.test
+    n = budget.test_images
+    return (x[:n], y[:n]) if n else (x, y)
+
+
 def data_path(data: MnistData, device, budget: Budget) -> dict:
     """One epoch of seed 000's recipe for ``cnn`` on each loader, ``repeats`` times, interleaved."""
     cfg = TrainConfig.from_preset("seed000-cnn")
@@ -74,7 +82,7 @@ def data_path(data: MnistData, device, budget: Budget) -> dict:
             model, opt, sched, loss_fn = _recipe(cfg, steps, device, data.info)
             seconds, _ = time_epoch(model, batches, opt, loss_fn, device, sched)
             times[kind].append(seconds)
-            accs[kind].append(evaluate(model, *data.test, mean, std, loss_fn)["acc"])
+            accs[kind].append(evaluate(model, *eval_split(data, budget), mean, std, loss_fn)["acc"])
     med = {k: statistics.median(v) for k, v in times.items()}
     return {
         "model": cfg.model,
@@ -123,7 +131,7 @@ def time_to_99(data: MnistData, device, budget: Budget, target: float = 0.99) ->
                 opt,
                 loss_fn,
                 sched,
-                data.test,
+                eval_split(data, budget),
                 mean,
                 std,
                 device,
@@ -282,7 +290,7 @@ def scaling(data: MnistData, device, budget: Budget) -> dict:
             loader = make_train_loader(cfg, x, y, mean, std)
             model, opt, sched, loss_fn = _recipe(cfg, len(loader), device, data.info)
             seconds, seen = time_epoch(model, loader.batches(1), opt, loss_fn, device, sched)
-            acc = evaluate(model, *data.test, mean, std, loss_fn)["acc"]
+            acc = evaluate(model, *eval_split(data, budget), mean, std, loss_fn)["acc"]
             rows.append(
                 {
                     "threads": threads,

@@ -27,7 +27,7 @@ from ..models import create_model
 from ..train.config import TrainConfig
 from ..train.fitting import fit
 from .persample import persample_loader
-from .sections import Budget, _recipe
+from .sections import Budget, _recipe, eval_split
 from .timing import _sync, time_to_accuracy
 
 __all__ = ["sgemm_peak", "speedrun", "speedrun_markdown"]
@@ -135,7 +135,7 @@ def _canonical(data: MnistData, device, budget: Budget) -> dict:
         opt,
         loss_fn,
         sched,
-        data.test,
+        eval_split(data, budget),
         mean,
         std,
         device,
