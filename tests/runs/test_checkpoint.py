@@ -12,7 +12,7 @@ import pytest
 from mnistlab import create_model, load_checkpoint, save_checkpoint
 from mnistlab.cli import main
 from mnistlab.runs.checkpoint import CheckpointError
-from tests.support.cli import error_from, error_line, fails, run_cli
+from tests.support.cli import error_from, error_line, fails, run_main
 from tests.support.files import copy_run, edit_json
 
 
@@ -78,10 +78,10 @@ def test_integrity_is_never_skipped_corrupt_weights_without_a_hash(checkpoint):
 
 
 @pytest.mark.parametrize("case", ["format_version 99", "class_names as an int", "std 0"])
-def test_evaluate_refuses_a_tampered_checkpoint_in_one_line(checkpoint, mnist_dir, case):
+def test_evaluate_refuses_a_tampered_checkpoint_in_one_line(checkpoint, case):
     change, expect = TAMPERED[case]
     edit_json(checkpoint, change)
-    line = error_line(run_cli(mnist_dir, "evaluate", str(checkpoint)), 1)
+    line = error_line(run_main("evaluate", str(checkpoint)), 1)
     assert expect in line
 
 

@@ -12,7 +12,7 @@ from mnistlab import TrainConfig, create_model, fit, save_checkpoint
 from mnistlab.errors import MnistlabError
 from mnistlab.runs import folder
 from mnistlab.train.optim import make_optimizer
-from tests.support.cli import error_line, run_cli
+from tests.support.cli import error_line, run_main
 
 
 def _strict_json(text: str):
@@ -32,8 +32,8 @@ DIVERGES = [  # plain SGD at lr 10 with momentum: the loss overflows within a fe
 ]
 
 
-def test_a_diverging_run_stops_at_once_says_what_to_change_and_writes_no_nan(tmp_path, mnist_dir):
-    proc = run_cli(mnist_dir, "train", *DIVERGES, "--out-dir", str(tmp_path), "--name", "div")
+def test_a_diverging_run_stops_at_once_says_what_to_change_and_writes_no_nan(tmp_path):
+    proc = run_main("train", *DIVERGES, "--out-dir", str(tmp_path), "--name", "div")
     line = error_line(proc, 1)
     assert "--lr 10 is too high" in line and "became nan" in line, line
     assert "lower one, e.g. 1" in line
@@ -45,7 +45,7 @@ def test_a_diverging_run_stops_at_once_says_what_to_change_and_writes_no_nan(tmp
     assert all(math.isfinite(r["loss"]) for r in records)
     _strict_json((run / "config.json").read_text())
     # and resuming it says there is nothing to resume, and to train again
-    again = error_line(run_cli(mnist_dir, "train", "--resume", str(run)), 1)
+    again = error_line(run_main("train", "--resume", str(run)), 1)
     assert "nothing to resume" in again and "train it again" in again
     assert "checkpoint file" not in again and ".json/.safetensors" not in again
 

@@ -16,7 +16,7 @@ from mnistlab.cli import main
 from mnistlab.errors import MnistlabError
 from mnistlab.runs import folder
 from mnistlab.train import Reporter
-from tests.support.cli import error_from, error_line, run_cli
+from tests.support.cli import error_from, error_line, run_main
 from tests.support.files import edit_json
 
 
@@ -131,28 +131,28 @@ RESUME_TAMPERED = {
 
 
 @pytest.mark.parametrize("case", list(RESUME_TAMPERED))
-def test_resume_refuses_an_edited_run_folder_in_one_line(run, mnist_dir, case):
+def test_resume_refuses_an_edited_run_folder_in_one_line(run, case):
     name, change, expect = RESUME_TAMPERED[case]
     edit_json(run / name, change)
-    line = error_line(run_cli(mnist_dir, "train", "--resume", str(run)), 1)
+    line = error_line(run_main("train", "--resume", str(run)), 1)
     assert expect in line, line
 
 
-def test_a_run_folder_with_only_its_config_says_there_is_nothing_to_resume(tmp_path, mnist_dir):
+def test_a_run_folder_with_only_its_config_says_there_is_nothing_to_resume(tmp_path):
     # what Ctrl-C before the first checkpoint leaves
     run = tmp_path / "early"
     run.mkdir()
     folder.write_config(run, TrainConfig().to_dict())
-    line = error_line(run_cli(mnist_dir, "train", "--resume", str(run)), 1)
+    line = error_line(run_main("train", "--resume", str(run)), 1)
     assert "nothing to resume" in line and "train it again" in line
-    line = error_line(run_cli(mnist_dir, "evaluate", str(run)), 1)
+    line = error_line(run_main("evaluate", str(run)), 1)
     assert "holds no checkpoint" in line and "train it again" in line
 
 
 @pytest.mark.parametrize("command", [["train", "--resume"], ["evaluate"]])
-def test_a_nonexistent_run_path_says_no_such_folder(tmp_path, mnist_dir, command):
+def test_a_nonexistent_run_path_says_no_such_folder(tmp_path, command):
     missing = tmp_path / "nonexistent"
-    line = error_line(run_cli(mnist_dir, *command, str(missing)), 1)
+    line = error_line(run_main(*command, str(missing)), 1)
     assert "no such folder" in line and str(missing) in line
     assert "nonexistent.json" not in line
 
