@@ -23,6 +23,7 @@ from mnistlab.runs import read_metrics
 from mnistlab.runs.checkpoint import CheckpointError
 from mnistlab.train import evaluate, make_loss, make_optimizer
 from mnistlab.train.state import capture_state, restore_state
+from tests.support.cli import run_main
 
 # a quick, unaugmented recipe: 2,048 images are too few to learn the default's augmentations
 SMALL = dict(
@@ -288,7 +289,9 @@ def test_optimizer_state_round_trip_resumes_exactly_on_a_channels_last_model(tmp
 @pytest.mark.slow
 def test_ctrl_c_saves_state_and_resume_ends_where_an_uninterrupted_run_would(tmp_path):
     out = str(tmp_path)
-    ref = _run([*TRAIN, "--out-dir", out, "--name", "ref"])
+    # the uninterrupted run, and the resume, in this process: only the cut needs one of
+    # its own, to be interrupted
+    ref = run_main(*TRAIN[3:], "--out-dir", out, "--name", "ref")
     assert ref.returncode == 0, ref.stderr
 
     proc = subprocess.Popen(
@@ -312,7 +315,7 @@ def test_ctrl_c_saves_state_and_resume_ends_where_an_uninterrupted_run_would(tmp
     resume = json.loads((tmp_path / "cut" / "last.json").read_text())["resume"]
     assert not resume["done"] and (resume["epoch"], resume["step"]) > (1, 0)
 
-    again = _run([*TRAIN[:4], "--resume", str(tmp_path / "cut"), "--threads", "1"])
+    again = run_main("train", "--resume", tmp_path / "cut", "--threads", "1")
     assert again.returncode == 0, again.stderr
     assert _strip_times(read_metrics(tmp_path / "cut")) == _strip_times(
         read_metrics(tmp_path / "ref")
@@ -321,5 +324,5 @@ def test_ctrl_c_saves_state_and_resume_ends_where_an_uninterrupted_run_would(tmp
         a = load_file(str(tmp_path / "ref" / f"{stem}.safetensors"))
         b = load_file(str(tmp_path / "cut" / f"{stem}.safetensors"))
         assert all(torch.equal(a[k], b[k]) for k in a), stem
-    finished = _run([*TRAIN[:4], "--resume", str(tmp_path / "cut")])
+    finished = run_main("train", "--resume", tmp_path / "cut")
     assert finished.returncode == 1 and "already finished" in finished.stderr
