@@ -26,6 +26,7 @@ from mnistlab.data.augment import make_augment
 from mnistlab.errors import UsageError
 from mnistlab.runs.folder import read_metrics
 from mnistlab.train import dist
+from tests.support.cli import run_main
 from tests.support.processes import cli_env
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node"]
@@ -367,14 +368,7 @@ def test_ctrl_c_under_torchrun_saves_and_resume_ends_where_an_uninterrupted_run_
     _assert_same_weights(tmp_path / "out" / "ref", cut)
 
     # the number of ranks is a runtime setting: one process may finish what two began
-    alone = subprocess.run(
-        [*train[:4], "--resume", str(solo), "--threads", "1"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    alone = run_main("train", "--resume", solo, "--threads", "1")  # here, in one process
     assert alone.returncode == 0, alone.stderr
     # the same run up to float noise, which 200 steps of Adam magnify in the weights
     # (~1e-2 here), but not in what the run learned
