@@ -48,9 +48,10 @@ $(WHEELHOUSE)/.done: pyproject.toml | $(STAMP)
 	touch $@
 
 # one pytest-xdist worker per core; a test file stays on one worker, so that its fixtures
-# are made once (README: Tests)
+# are made once; the files in the order tests/conftest.py gives them, the slowest first
+# (README: Tests)
 test: lint wheelhouse
-	$(BIN)/pytest -q -n auto --dist loadfile $(ARGS)
+	$(BIN)/pytest -q -n auto --dist loadfile --no-loadscope-reorder $(ARGS)
 
 FUZZ_SECONDS ?= 60
 fuzz: $(STAMP)  # atheris harnesses, FUZZ_SECONDS each -> a table (docs/reliability.md)

@@ -107,6 +107,21 @@ def _start_cnn_training(tmp_path_factory) -> Path:
 
 @pytest.hookimpl(trylast=True)  # after -m and -k have deselected what will not run
 def pytest_collection_modifyitems(session, config, items):
+    # Files with slow tests first, those that need the shared cnn (training in the
+    # background meanwhile) after the others, and each file's tests together and in
+    # their order. Under pytest-xdist (make test hands out whole files in this order,
+    # with --no-loadscope-reorder) the long files start early and the short ones fill
+    # in at the end, instead of one worker finishing a long file alone while the other
+    # waits, or both waiting for the cnn at the start.
+    first = {item.path: i for i, item in reversed(list(enumerate(items)))}
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    cnn = {item.path for item in items if "cnn_cli_run" in item.fixturenames}
+
+    def place(item) -> tuple[int, int]:
+        group = (0 if item.path not in cnn else 1) if item.path in slow else 2
+        return group, first[item.path]
+
+    items.sort(key=place)
     if any("cnn_cli_run" in item.fixturenames for item in items):
         _start_cnn_training(config._tmp_path_factory)
 
@@ -171,19 +186,19 @@ def upload(mnist) -> tuple[bytes, bytes, str]:
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tmp_path_factory, mnist_dir) -> Path:
-    """A run folder from a dry run (two batches): enough for evaluate, inspect, report."""
-    out = tmp_path_factory.mktemp("tiny")
-    args = ["train", "--model", "mlp-small", "--dry-run", "--train-subset", "500"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "mnistlab", *args, "--out-dir", str(out), "--device", "cpu"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=cli_env(mnist_dir),
-    )
-    assert proc.returncode == 0, proc.stderr
-    (run,) = out.iterdir()
+def tiny_run(tmp_path_factory) -> Path:
+    """A run folder from a dry run (two batches): enough for evaluate, inspect, report.
+    Made once per session, in a worker's own process; tests read it, and copy it
+    (``tiny_run_copy``) to change it."""
+    from tests.support.cli import run_main
+
+    def train(out: Path) -> None:
+        args = ["train", "--model", "mlp-small", "--dry-run", "--train-subset", "500"]
+        args += ["--out-dir", out, "--device", "cpu", "--data-dir", _mnist_dir()]
+        proc = run_main(*args)
+        assert proc.returncode == 0, proc.stderr
+
+    (run,) = made_once(tmp_path_factory, "tiny", train).iterdir()
     return run
 
 

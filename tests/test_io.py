@@ -156,6 +156,7 @@ def _temps(run: Path, pid: int) -> dict[str, Path]:
     return files
 
 
+@pytest.mark.slow
 def test_report_removes_the_temps_of_a_killed_write(trained_run, tmp_path, mnist_dir):
     run = tmp_path / "run"
     copy_run(trained_run, run)

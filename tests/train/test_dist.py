@@ -180,6 +180,7 @@ def cnn_runs(tmp_path_factory, mnist_dir) -> dict:
     return {"one": one, "two_out": out / "two", "proc": two, "cwd": cwd}
 
 
+@pytest.mark.slow  # torchrun: two ranks and a launcher
 def test_two_ranks_end_with_the_weights_and_metrics_of_one_process(cnn_runs):
     (two,) = cnn_runs["two_out"].iterdir()
     _assert_same_weights(cnn_runs["one"], two)
@@ -229,6 +230,7 @@ os._exit(0)  # as `mnistlab train` ends a rank: see dist.teardown
 """
 
 
+@pytest.mark.slow  # torchrun: two ranks and a launcher
 def test_batchnorm_statistics_cover_the_global_batch(tmp_path, mnist_dir):
     # 1 process and 2 ranks of 32 images each: equal only if each rank normalises its
     # half with the statistics of all 64 (local BatchNorm is off by ~1e-2 here).
@@ -270,6 +272,7 @@ dist.teardown(True)
 """
 
 
+@pytest.mark.slow  # torchrun: two ranks and a launcher
 def test_the_end_of_run_check_catches_ranks_that_differ(tmp_path, mnist_dir):
     script = tmp_path / "check.py"
     script.write_text(CHECK)
@@ -293,6 +296,7 @@ def test_the_end_of_run_check_catches_ranks_that_differ(tmp_path, mnist_dir):
     ]
 
 
+@pytest.mark.slow  # torchrun: two ranks and a launcher
 def test_nproc_runs_the_command_under_torchrun_and_a_failing_rank_says_it_once(tmp_path, mnist_dir):
     # 20 images hold no full batch of 64: found by the ranks once they load the data
     flags = ["--model", "cnn", "--train-subset", "20", "--batch-size", "64"]

@@ -25,6 +25,7 @@ LONG = ["--model", "cnn", "--train-subset", "16384", "--augment", "none", "--epo
 LONG += ["--batch-size", "64", "--no-channels-last"]
 
 linux_only = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+pytestmark = pytest.mark.slow  # each test launches torchrun: two ranks and a launcher
 
 
 def _stat(pid: int) -> list[str] | None:
