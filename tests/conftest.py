@@ -118,11 +118,11 @@ def pytest_collection_modifyitems(session, config, items):
     cnn = {item.path for item in items if "cnn_cli_run" in item.fixturenames}
 
     def place(item) -> tuple[int, int]:
-        group = (0 if item.path not in cnn else 1) if item.path in slow else 2
+        group = 2 if item.path not in slow else 1 if item.path in cnn else 0
         return group, first[item.path]
 
     items.sort(key=place)
-    if any("cnn_cli_run" in item.fixturenames for item in items):
+    if cnn:
         _start_cnn_training(config._tmp_path_factory)
 
 
