@@ -242,6 +242,23 @@ def test_corrupt_gzip_in_dataset_folder_is_idx_error(tmp_path):
     assert verify_dir(get_dataset("mnist"), folder)[NAMES[3]] != "ok"
 
 
+def test_a_file_is_decoded_once_until_it_changes(tmp_path, t10k):
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    for n in NAMES[2:]:
+        (folder / n).write_bytes((SHARED / n).read_bytes())
+    first = load_arrays("mnist", "test", folder)
+    again = load_arrays("mnist", "test", folder)
+    assert again[0] is first[0] and np.array_equal(first[0], t10k[0])  # not decoded again
+    assert not first[0].flags.writeable  # and nobody can change what is kept
+    # the file altered after it was read: read and checked again, not served from before
+    raw = bytearray(gzip.decompress((folder / NAMES[2]).read_bytes()))
+    raw[16 + 14 * 28 + 14] ^= 0xFF
+    (folder / NAMES[2]).write_bytes(gzip.compress(bytes(raw), 1))
+    with pytest.raises(IdxError, match="checksum"):
+        load_arrays("mnist", "test", folder)
+
+
 def test_verify_dir_reports_missing(tmp_path):
     _link_all(tmp_path, NAMES[:2])
     report = verify_dir(get_dataset("mnist"), tmp_path)
