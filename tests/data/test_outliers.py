@@ -10,13 +10,15 @@ import pytest
 import torch
 from scipy import ndimage
 
-from mnistlab.data import DeviceLoader
+from mnistlab.data import DeviceLoader, outliers
 from mnistlab.data.outliers import (
     SHAPES,
     TRAIN_FONTS,
     VAL_FONTS,
     outlier_images,
+    outlier_kinds,
     render_glyph,
+    render_set,
     render_shape,
     to_mnist_frame,
 )
@@ -38,18 +40,37 @@ def test_outliers_are_framed_like_mnist_digits():
         assert abs(cy - 14) <= 2 and abs(cx - 14) <= 2
 
 
-def test_outliers_are_the_same_every_time_and_apart_by_split():
-    val = outlier_images("val")
-    outlier_images.cache_clear()
-    assert np.array_equal(outlier_images("val"), val)  # seeded: made again, the same
-    train = outlier_images("train")
-    assert len(train) == 20_000
+@pytest.mark.slow  # renders all 25,000 (about 13 s)
+def test_the_shipped_sets_are_what_the_code_makes_and_apart_by_split():
+    # seeded: made again here, the same images and kinds as the files shipped (made by
+    # `python -m mnistlab.data.outliers`, in another process, on another day)
+    sets = {}
+    for split, size in (("val", 5_000), ("train", 20_000)):
+        images, kinds = render_set(split)
+        assert images.shape == (size, 28, 28)
+        assert np.array_equal(outlier_images(split), images), "run python -m mnistlab.data.outliers"
+        assert np.array_equal(outlier_kinds(split), kinds)
+        sets[split] = images
+    val, train = sets["val"], sets["train"]
     assert not {hash(i.tobytes()) for i in val[:500]} & {hash(i.tobytes()) for i in train}
     assert not set(TRAIN_FONTS) & set(VAL_FONTS)
 
 
+def test_a_set_made_from_other_values_is_made_again_not_loaded(monkeypatch):
+    # the shipped file says what it was made from: a change of those values here makes
+    # the set again (the same seed and fonts: the first images are the same)
+    monkeypatch.setitem(outliers.SIZES, "val", 300)
+    outlier_images.cache_clear()
+    try:
+        assert outliers._shipped("val") is None
+        assert np.array_equal(outlier_images("val"), render_set("val")[0])
+        assert len(outlier_images("val")) == 300
+    finally:
+        outlier_images.cache_clear()
+
+
 def test_a_dry_runs_outliers_are_the_first_of_the_whole_set():
-    # a dry run renders 512 of each set, not 20,000 + 5,000: the same images, in order
+    # a dry run takes 512 of each set, not 20,000 + 5,000: the same images, in order
     for split in ("val", "train"):
         few = outlier_images(split, 512)
         assert few.shape == (512, 28, 28)

@@ -83,11 +83,14 @@ def test_build_makes_a_wheel_and_an_sdist_of_this_version(dist):
     with zipfile.ZipFile(wheel) as z:
         names = z.namelist()
     assert "mnistlab/serve/web/static/index.html" in names  # the page, as package data
+    # the outlier sets a training loads instead of drawing them again
+    assert {f"mnistlab/data/outlier_sets/{s}.npz.xz" for s in ("train", "val")} <= set(names)
     assert f"mnistlab-{__version__}.dist-info/licenses/LICENSE" in names
     with tarfile.open(sdist) as t:
         members = {m.name.split("/", 1)[1] for m in t.getmembers() if "/" in m.name}
     assert {"LICENSE", "README.md", "pyproject.toml"} <= members
     assert "src/mnistlab/serve/web/static/index.html" in members
+    assert "src/mnistlab/data/outlier_sets/val.npz.xz" in members
 
 
 def test_the_installed_wheel_says_its_version(small):

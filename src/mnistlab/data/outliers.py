@@ -22,7 +22,9 @@ by its centre of mass in 28x28), from two sources:
 ``outlier_images(split)`` gives uint8 ``(N, 28, 28)``: ``train`` from one set of
 fonts and seeds, ``val`` from other fonts (DejaVu Sans Mono, Computer Modern's
 italic, typewriter and math italic) and other seeds, so that a threshold chosen on
-``val`` is chosen on fonts the model never saw. The training loop distorts the
+``val`` is chosen on fonts the model never saw. Both sets ship with the package as
+made here (``outlier_sets/``), so that a training does not spend its first seconds
+drawing them; ``render_set`` makes them again. The training loop distorts the
 training outliers with the recipe's handwriting augmentations, batch by batch, as
 it does the digits.
 """
@@ -30,8 +32,12 @@ it does the digits.
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
+import lzma
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -44,6 +50,7 @@ __all__ = [
     "outlier_images",
     "outlier_kinds",
     "render_glyph",
+    "render_set",
     "to_mnist_frame",
 ]
 
@@ -86,7 +93,7 @@ VAL_FONTS = (
 )
 SIZES = {"train": 20_000, "val": 5_000}
 # A dry run's outliers, train and val: the first 512 of each set. Its two batches need
-# a few dozen, and rendering all 20,000 would take most of its time.
+# a few dozen (and where the sets must be rendered, all 20,000 would take most of its time).
 DRY_RUN_OUTLIERS = 512
 SEEDS = {"train": 1, "val": 2}
 GLYPH_SHARE = 0.6  # the rest are shapes
@@ -285,24 +292,77 @@ def render_shape(kind: str, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(img, np.float32) / 255
 
 
+# The two sets as made here, shipped with the package (``python -m mnistlab.data.outliers``
+# writes them; tests/data/test_outliers.py makes them again and compares): rendering
+# them takes about 12 s of a training's start on a laptop CPU, loading them 0.05-0.2 s.
+SHIPPED = Path(__file__).with_name("outlier_sets")
+
+
 @functools.lru_cache(maxsize=4)
 def outlier_images(split: str = "train", count: int | None = None) -> np.ndarray:
     """The ``split`` (``train`` or ``val``) outliers: uint8 ``(N, 28, 28)``, the same on
-    every machine (seeded; fonts from matplotlib). Kept after the first call.
+    every machine (seeded; fonts from matplotlib; shipped as made). Kept after the first call.
 
-    ``count``: only the first ``count`` of them (the same images, made in the same
-    order), for a dry run, which needs a few and not the seconds all of them take."""
+    ``count``: only the first ``count`` of them (the same images, in the same order)."""
     return _made(split, count)[0]
 
 
 @functools.lru_cache(maxsize=2)
 def outlier_kinds(split: str = "train") -> np.ndarray:
     """``(N,)`` strings, ``"glyph"`` or ``"shape"``: what each of ``outlier_images(split)``
-    is (made again to know: a few seconds; kept after the first call)."""
+    is. Kept after the first call."""
     return _made(split)[1]
 
 
 def _made(split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    n = min(SIZES[split], count or SIZES[split])
+    shipped = _shipped(split)
+    if shipped is None:  # made from other values than the shipped set (a change here)
+        return render_set(split, n)
+    images, kinds = shipped
+    return images[:n].copy(), kinds[:n]
+
+
+def fingerprint() -> str:
+    """What the sets are made from, fonts and drawing code aside: a shipped set made from
+    other values is not used (the test that makes them again catches the rest)."""
+    parts = [GLYPHS, *TRAIN_FONTS, *VAL_FONTS, *SHAPES, *map(repr, (SIZES, SEEDS, GLYPH_SHARE))]
+    return hashlib.sha256("\n".join([*parts, repr(RENDER)]).encode()).hexdigest()[:16]
+
+
+def _shipped(split: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(images, kinds) of the shipped ``split``, or None if it is missing, damaged or
+    was made from other values."""
+    try:
+        with lzma.open(SHIPPED / f"{split}.npz.xz") as f:
+            z = np.load(io.BytesIO(f.read()), allow_pickle=False)
+        images, glyph, made_from = z["images"], z["glyph"], str(z["fingerprint"])
+    except (OSError, EOFError, lzma.LZMAError, ValueError, KeyError):
+        return None
+    size = SIZES[split]
+    if made_from != fingerprint() or images.shape != (size, 28, 28) or glyph.shape != (size,):
+        return None
+    if images.dtype != np.uint8 or glyph.dtype != bool:
+        return None
+    return images, np.where(glyph, "glyph", "shape")
+
+
+def write_sets(folder: Path = SHIPPED) -> list[Path]:
+    """Render both sets and write them as ``folder/<split>.npz.xz`` (what ships)."""
+    from .._io import atomic_write_bytes
+
+    paths = []
+    for split in SIZES:
+        images, kinds = render_set(split)
+        buf = io.BytesIO()
+        np.savez(buf, images=images, glyph=kinds == "glyph", fingerprint=np.str_(fingerprint()))
+        data = lzma.compress(buf.getvalue(), preset=9)
+        paths.append(atomic_write_bytes(Path(folder) / f"{split}.npz.xz", data))
+    return paths
+
+
+def render_set(split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Make the ``split`` set (or its first ``count``) from scratch: (images, kinds)."""
     rng = np.random.default_rng(SEEDS[split])
     fonts = TRAIN_FONTS if split == "train" else VAL_FONTS
     out, kinds = [], []
@@ -318,3 +378,8 @@ def _made(split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]
             out.append(frame)
             kinds.append(kind)
     return np.stack(out), np.array(kinds)
+
+
+if __name__ == "__main__":  # python -m mnistlab.data.outliers: make the shipped sets again
+    for path in write_sets():
+        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
