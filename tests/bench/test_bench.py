@@ -21,7 +21,7 @@ from mnistlab.bench.sections import _median_or_none
 from mnistlab.bench.timing import time_epoch, time_to_accuracy
 from mnistlab.cli import main
 from mnistlab.train.optim import make_loss
-from tests.support.cli import error_from, error_line, run_cli
+from tests.support.cli import error_from, error_line, run_main
 
 MEAN, STD = 0.1307, 0.3081
 
@@ -354,13 +354,13 @@ def test_bench_refuses_an_unwritable_output_before_measuring(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("batches", ["0", "-1,64", "100000000", "", "1,,64", "x"])
-def test_ops_bench_refuses_bad_batch_sizes(mnist_dir, batches):
-    line = error_line(run_cli(mnist_dir, "ops-bench", "--batches", batches), 2)
+def test_ops_bench_refuses_bad_batch_sizes(batches):
+    line = error_line(run_main("ops-bench", "--batches", batches), 2)
     assert "--batches must be batch sizes from 1 to" in line and repr(batches) in line
 
 
-def test_ops_bench_refuses_absurd_threads(mnist_dir):
-    line = error_line(run_cli(mnist_dir, "ops-bench", "--threads", "1000"), 2)
+def test_ops_bench_refuses_absurd_threads():
+    line = error_line(run_main("ops-bench", "--threads", "1000"), 2)
     assert "--threads must be between 1 and" in line
 
 

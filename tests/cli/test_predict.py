@@ -21,7 +21,7 @@ from mnistlab import load_checkpoint
 from mnistlab.cli import main
 from mnistlab.data import normalize
 from mnistlab.serve.predict import shown
-from tests.support.cli import error_from, error_line, immutable, run_cli
+from tests.support.cli import error_from, error_line, immutable, run_cli, run_main
 from tests.support.images import stroke_png, thin_png
 from tests.support.processes import cli_env
 
@@ -150,31 +150,27 @@ def test_predict_an_empty_name_does_not_classify_the_current_folder(trained_run,
     error_from(capsys, "an empty name is not an image")
 
 
-def test_show_refuses_to_overwrite_an_input_or_a_wrong_extension(
-    untrained_run, tmp_path, mnist_dir
-):
+def test_show_refuses_to_overwrite_an_input_or_a_wrong_extension(untrained_run, tmp_path):
     one = stroke_png(tmp_path / "one.png")
     before = one.read_bytes()
-    proc = run_cli(mnist_dir, "predict", untrained_run, one, "--show", one)
+    proc = run_main("predict", untrained_run, one, "--show", one)
     error_line(proc, 2, "--show", "overwritten")
     assert one.read_bytes() == before and proc.stdout == ""
     for name in ("out.txt", "out.jpg"):
-        proc = run_cli(mnist_dir, "predict", untrained_run, one, "--show", tmp_path / name)
+        proc = run_main("predict", untrained_run, one, "--show", tmp_path / name)
         error_line(proc, 2, "--show", ".png")
         assert not (tmp_path / name).exists()
     link = tmp_path / "link.png"  # another name for the input is still the input
     link.symlink_to(one)
-    error_line(run_cli(mnist_dir, "predict", untrained_run, one, "--show", link), 2, "overwritten")
+    error_line(run_main("predict", untrained_run, one, "--show", link), 2, "overwritten")
     assert one.read_bytes() == before
 
 
-def test_predict_a_folder_with_thin_images_classifies_every_other_file(
-    untrained_run, tmp_path, mnist_dir
-):
+def test_predict_a_folder_with_thin_images_classifies_every_other_file(untrained_run, tmp_path):
     for w, h in [(300, 2), (1000, 3), (10000, 2)]:
         thin_png(tmp_path / f"thin{w}x{h}.png", w, h)
     stroke_png(tmp_path / "good.png")
-    proc = run_cli(mnist_dir, "predict", untrained_run, tmp_path, "--json")
+    proc = run_main("predict", untrained_run, tmp_path, "--json")
     assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr
     data = json.loads(proc.stdout)
     assert [Path(d["file"]).name for d in data] == sorted(p.name for p in tmp_path.iterdir())
@@ -182,14 +178,14 @@ def test_predict_a_folder_with_thin_images_classifies_every_other_file(
     assert proc.returncode == (1 if any("error" in d for d in data) else 0)
 
 
-def test_show_into_an_unwritable_folder(untrained_run, tmp_path, mnist_dir):
+def test_show_into_an_unwritable_folder(untrained_run, tmp_path):
     one = stroke_png(tmp_path / "one.png")
-    proc = run_cli(mnist_dir, "predict", untrained_run, one, "--show", one / "s.png")
+    proc = run_main("predict", untrained_run, one, "--show", one / "s.png")
     error_line(proc, 2, "--show", "not a folder")
     ro = tmp_path / "ro"
     ro.mkdir()
     with immutable(ro):  # not even root can write into it
-        proc = run_cli(mnist_dir, "predict", untrained_run, one, "--show", ro / "s.png")
+        proc = run_main("predict", untrained_run, one, "--show", ro / "s.png")
         error_line(proc, 1, "--show", str(ro))
         assert proc.stdout == ""  # refused before any work
 
@@ -227,10 +223,10 @@ def test_rich_markup_in_a_file_name_is_printed_as_is(untrained_run, tmp_path, mn
     assert proc.stdout.startswith(f"{odd}: ")
 
 
-def test_streamed_json_is_the_same_text_as_one_dump(untrained_run, tmp_path, mnist_dir):
+def test_streamed_json_is_the_same_text_as_one_dump(untrained_run, tmp_path):
     stroke_png(tmp_path / "a.png")
     (tmp_path / "b.png").write_bytes(b"broken")
-    proc = run_cli(mnist_dir, "predict", untrained_run, tmp_path, "--json")
+    proc = run_main("predict", untrained_run, tmp_path, "--json")
     assert proc.returncode == 1
     assert proc.stdout == json.dumps(json.loads(proc.stdout), indent=2) + "\n"
 

@@ -22,7 +22,7 @@ from mnistlab.errors import MnistlabError
 from mnistlab.models import fit_temperature
 from mnistlab.runs.checkpoint import CheckpointError, save_checkpoint
 from mnistlab.serve.predict import load_predictor
-from tests.support.cli import error_from
+from tests.support.cli import error_from, run_main
 from tests.support.processes import cli_env, free_port
 from tests.support.references import ensemble_of, two_members
 
@@ -50,14 +50,12 @@ def _mnistlab(mnist_dir, *args) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("temperature", [1e-300, 1e300])
-def test_predict_refuses_an_insane_temperature_in_one_line(
-    trained_run, tmp_path, mnist_dir, temperature
-):
+def test_predict_refuses_an_insane_temperature_in_one_line(trained_run, tmp_path, temperature):
     run = _edited(trained_run, tmp_path, temperature)
     one = np.full((28, 28), 255, np.uint8)
     one[4:24, 13:16] = 0  # a drawn 1
     Image.fromarray(one).save(tmp_path / "one.png")
-    proc = _mnistlab(mnist_dir, "predict", str(run), str(tmp_path / "one.png"))
+    proc = run_main("predict", run, tmp_path / "one.png")
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and proc.stdout == ""
     assert len(lines) == 1, proc.stderr

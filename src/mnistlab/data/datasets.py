@@ -216,21 +216,17 @@ def _owner(name: str, digest: str) -> str | None:
 
 
 def verify_file(path: Path, f: FileInfo) -> np.ndarray:
-    """Decode ``path`` and check its content checksum and shape; return the array
-    (read-only: a view of the decoded bytes).
-
-    Kept while the file is unchanged (the same inode, size and modification time), so a
-    process that trains several models, as ``compare`` and a notebook do, decompresses and
-    checks MNIST's 47 MB once, not once per model (about half a second each time)."""
+    """Decode ``path``, check its content checksum and shape: the (read-only) array, kept
+    while the file is unchanged (``compare`` trains several models, decoding MNIST once)."""
     try:
         st = path.stat()
     except OSError:  # read_idx_bytes says what is wrong
         return _verified(path, f)
-    return _verified_unchanged(path.resolve(), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, f)
+    return _kept(path.resolve(), (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns), f)
 
 
-@functools.lru_cache(maxsize=4)  # a split's images and labels, of both splits
-def _verified_unchanged(path: Path, dev: int, ino: int, size: int, mtime: int, f: FileInfo):
+@functools.lru_cache(maxsize=4)  # the images and labels of both splits
+def _kept(path: Path, unchanged: tuple, f: FileInfo) -> np.ndarray:
     return _verified(path, f)
 
 
