@@ -140,6 +140,20 @@ def test_console_script_exit_code_without_traceback(tmp_path):
     _single_error_line(proc.stderr)
 
 
+def test_the_command_line_collects_garbage_again_once_its_imports_are_done():
+    # run() stops the cyclic collector while torch imports (there is nothing to collect,
+    # and collecting costs 10-15% of the import), and must start it again: a training
+    # makes reference cycles for hours. What the imports made is frozen, never scanned.
+    code = (
+        "import atexit, gc, sys; sys.argv = ['mnistlab', 'models'];"
+        "atexit.register(lambda: print('gc', gc.isenabled(), gc.get_freeze_count() > 10**5));"
+        "import mnistlab.cli; mnistlab.cli.run()"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "gc True True"
+
+
 def test_output_file_refuses_inputs_folders_and_wrong_extensions(tmp_path):
     from mnistlab._io import output_file
 

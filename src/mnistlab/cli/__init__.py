@@ -15,6 +15,7 @@ training, which stops after the current step) turns into the same line.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import os
 import signal
@@ -34,9 +35,18 @@ def _interrupt_raises() -> None:
 def run() -> None:
     """The console script: Ctrl-C is one line and exit 130 from the very start."""
     signal.signal(signal.SIGINT, _exit_interrupted)  # first: nothing heavy is loaded yet
-    cli_app = importlib.import_module(".app", __name__)
-    globals()["app"] = cli_app.app  # the Typer app, not the module of the same name
-    cli_app.preload(sys.argv[1:])  # torch and numpy, while Ctrl-C still exits at once
+    # Importing torch makes hundreds of thousands of objects and no garbage: collecting
+    # while it imports costs 10-15% of the import. Frozen afterwards, they are never
+    # scanned again, which makes a later import (torch._dynamo, which any optimiser
+    # loads) 20% quicker too.
+    gc.disable()
+    try:
+        cli_app = importlib.import_module(".app", __name__)
+        globals()["app"] = cli_app.app  # the Typer app, not the module of the same name
+        cli_app.preload(sys.argv[1:])  # torch and numpy, while Ctrl-C still exits at once
+    finally:
+        gc.enable()
+    gc.freeze()
     status = cli_app.main(ready=_interrupt_raises)
     # The command is over: a Ctrl-C now would only turn its exit status into a
     # signal while Python shuts down (ignored handlers are kept to the end).
