@@ -118,7 +118,7 @@ def test_a_command_writes_only_where_it_is_told(
         "predict-show": ["predict", str(trained_run), str(digit_png), "--show", str(out / "s.png")],
         "export": ["export", str(trained_run), "--format", "onnx", "-o", str(out / "m.onnx")],
         "evaluate": ["evaluate", str(trained_run), "--out", str(out / "eval")],
-        "ensemble": ["ensemble", str(trained_run), str(_second_run(tmp_path)), "-o", f"{out}/e"],
+        "ensemble": ["ensemble", *map(str, _members(tmp_path)), "-o", f"{out}/e"],
     }[what]
     fresh.run(*args)
     assert fresh.written() == []
@@ -126,17 +126,21 @@ def test_a_command_writes_only_where_it_is_told(
         assert any(out.iterdir())  # it did write, where it was told
 
 
-def _second_run(tmp_path: Path) -> Path:
-    """A second member for an ensemble: an untrained cnn saved as a run (cheap)."""
+def _members(tmp_path: Path) -> list[Path]:
+    """Two members for an ensemble: untrained ``linear`` models saved as runs, the
+    cheapest an ensemble takes (what it writes, and where, does not depend on them)."""
     import torch
 
     from mnistlab import create_model, save_checkpoint
 
-    run = tmp_path / "second"
-    run.mkdir()
-    torch.manual_seed(1)
-    save_checkpoint(run / "best", create_model("cnn"), {})
-    return run
+    runs = []
+    for seed in (0, 1):
+        run = tmp_path / f"member{seed}"
+        run.mkdir()
+        torch.manual_seed(seed)
+        save_checkpoint(run / "best", create_model("linear"), {})
+        runs.append(run)
+    return runs
 
 
 def _free_port() -> int:
