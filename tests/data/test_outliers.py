@@ -69,6 +69,25 @@ def test_a_set_made_from_other_values_is_made_again_not_loaded(monkeypatch):
         outlier_images.cache_clear()
 
 
+@pytest.mark.parametrize("damage", [b"", b"not xz at all", "truncated", "not a zip"])
+def test_a_missing_or_damaged_shipped_set_is_drawn_again(monkeypatch, tmp_path, damage):
+    import lzma
+
+    shipped = (outliers.SHIPPED / "val.npz.xz").read_bytes()
+    data = {
+        "truncated": shipped[: len(shipped) // 2],
+        "not a zip": lzma.compress(b"PK\x03\x04 but nothing after"),
+    }.get(damage, damage)
+    (tmp_path / "val.npz.xz").write_bytes(data)
+    monkeypatch.setattr(outliers, "SHIPPED", tmp_path)
+    outlier_images.cache_clear()
+    try:
+        assert outliers._shipped("val") is None
+        assert np.array_equal(outlier_images("val", 300), render_set("val", 300)[0])
+    finally:
+        outlier_images.cache_clear()
+
+
 def test_a_dry_runs_outliers_are_the_first_of_the_whole_set():
     # a dry run takes 512 of each set, not 20,000 + 5,000: the same images, in order
     for split in ("val", "train"):

@@ -37,6 +37,7 @@ import io
 import lzma
 import math
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -337,8 +338,8 @@ def _shipped(split: str) -> tuple[np.ndarray, np.ndarray] | None:
         with lzma.open(SHIPPED / f"{split}.npz.xz") as f:
             z = np.load(io.BytesIO(f.read()), allow_pickle=False)
         images, glyph, made_from = z["images"], z["glyph"], str(z["fingerprint"])
-    except (OSError, EOFError, lzma.LZMAError, ValueError, KeyError):
-        return None
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, ValueError, KeyError):
+        return None  # missing or damaged: drawn again
     size = SIZES[split]
     if made_from != fingerprint() or images.shape != (size, 28, 28) or glyph.shape != (size,):
         return None
