@@ -75,13 +75,20 @@ def test_outlier_figures_match_calibration_and_sklearn(result, trained_run):
     every = _row(rows, "validation outliers: all")
     assert glyphs["n"] + shapes["n"] == every["n"] == len(outlier_images("val"))
     assert glyphs["n"] > 0 and shapes["n"] > 0
-    # what `mnistlab calibrate` recorded when it fitted the threshold, by its own path
-    # (the threshold sits just above one outlier's score: float32 vs float64 may move it)
-    fitted = json.loads((trained_run / "best.json").read_text())["calibration"]
-    assert every["rejected"] == pytest.approx(fitted["val_outliers_rejected"], abs=2 / 5000)
     predictor = load_predictor(trained_run)
     x = load_split("mnist", "test")[0][:QUICK_TEST, 0].numpy()
     digits, others = predictor.judge(x)[1], predictor.judge(outlier_images("val"))[1]
+    t = predictor.reject_threshold
+    assert every["rejected"] == pytest.approx(np.mean(others < t), abs=1e-12)
+    # what `mnistlab calibrate` recorded when it fitted the threshold, by its own path,
+    # from float64 scores: the same but for the outliers whose float32 score (ONNX
+    # Runtime's) is too close to the threshold to tell the side. It sits a hair above
+    # one outlier's score, and a glyph drawn again scores the same: for one cnn, 12
+    # copies of one glyph sat there and moved across together
+    fitted = json.loads((trained_run / "best.json").read_text())["calibration"]
+    near = 4 * np.spacing(np.float32(t))
+    assert np.mean(others < t - near) <= fitted["val_outliers_rejected"]
+    assert fitted["val_outliers_rejected"] <= np.mean(others < t + near)
     truth = roc_auc_score(np.r_[np.ones(len(digits)), np.zeros(len(others))], np.r_[digits, others])
     assert every["auroc"] == pytest.approx(truth, abs=1e-9)
 
