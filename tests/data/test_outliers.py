@@ -198,4 +198,3 @@ def test_threshold_rejects_at_most_its_share_of_validation_digits():
     assert (apart < t).mean() == pytest.approx(0.99, abs=0.002) and (digits < t).sum() == 0
     assert is_digit(np.array([0.2, t]), t).tolist() == [False, True]
     assert is_digit(np.array([0.0]), None).tolist() == [True]
-
