@@ -318,7 +318,7 @@ def outlier_kinds(split: str = "train") -> np.ndarray:
 def _made(split: str, count: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     n = min(SIZES[split], count or SIZES[split])
     shipped = _shipped(split)
-    if shipped is None:  # made from other values than the shipped set (a change here)
+    if shipped is None:  # missing, damaged, or made from other values: draw it
         return render_set(split, n)
     images, kinds = shipped
     return images[:n].copy(), kinds[:n]
