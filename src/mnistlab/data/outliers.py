@@ -295,7 +295,7 @@ def render_shape(kind: str, rng: np.random.Generator) -> np.ndarray:
 
 # The two sets as made here, shipped with the package (``python -m mnistlab.data.outliers``
 # writes them; tests/data/test_outliers.py makes them again and compares): rendering
-# them takes about 12 s of a training's start on a laptop CPU, loading them 0.05-0.2 s.
+# them takes about 13 s of a training's start on a 2-core CPU, loading them 0.05-0.2 s.
 SHIPPED = Path(__file__).with_name("outlier_sets")
 
 
